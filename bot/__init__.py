@@ -1,0 +1,1 @@
+"""Ops copilot for Slack on Heroku."""

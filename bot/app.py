@@ -1,0 +1,130 @@
+"""Building the running bot: settings in, clients and services wired together.
+
+This is the one place that creates clients; everything else receives them. Tests build the
+same ``Runtime`` pointed at fake servers on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+import redis.asyncio as redis
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ask import AskService, AskSettings
+from bot.config import Settings
+from bot.errors import ConfigError, SlackError, StateError
+from bot.inference import InferenceClient
+from bot.inflight import InFlight
+from bot.slack import listeners
+from bot.slack.calls import slack_errors, web_client
+from bot.slack.events import Identity
+from bot.slack.reply import Replier
+from bot.state import ThreadStore, connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    identity: Identity
+    bolt: AsyncApp
+    slack: AsyncWebClient
+    redis: redis.Redis
+    http: httpx.AsyncClient
+    store: ThreadStore
+    ask: AskService
+    inflight: InFlight
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+
+
+async def resolve_identity(client: AsyncWebClient) -> Identity:
+    """Ask Slack who we are, once, so requests never wait on ``auth.test``."""
+    try:
+        async with slack_errors("auth.test"):
+            result = await client.auth_test()
+    except SlackError as exc:
+        raise ConfigError(
+            f"SLACK_BOT_TOKEN was refused by Slack ({exc.code}): copy the Bot User OAuth "
+            "Token (xoxb-…) from your Slack app's OAuth & Permissions page."
+        ) from None
+    return Identity(
+        user_id=str(result["user_id"]),
+        bot_id=str(result.get("bot_id") or ""),
+        team_id=str(result["team_id"]),
+    )
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    slack = web_client(token, settings.slack_api_url)
+    identity = await resolve_identity(slack)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    client = connect(redis_url)
+    store = ThreadStore(
+        client,
+        thread_ttl=settings.copilot_thread_ttl_seconds,
+        history_turns=settings.copilot_history_turns,
+    )
+    await _check_store(store)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+    ask = AskService(store, _inference(settings, http), Replier(slack), _ask_settings(settings))
+    bolt = _bolt_app(settings, identity, token)
+    inflight = InFlight()
+    listeners.register(bolt, ask, slack, identity, inflight)
+    return Runtime(settings, identity, bolt, slack, client, http, store, ask, inflight)
+
+
+def _inference(settings: Settings, http: httpx.AsyncClient) -> InferenceClient:
+    key = settings.inference_key.get_secret_value() if settings.inference_key else ""
+    return InferenceClient(
+        http,
+        base_url=settings.inference_url,
+        api_key=key,
+        model=settings.inference_model_id,
+        idle_timeout=settings.copilot_idle_timeout,
+        deadline=settings.copilot_answer_deadline,
+    )
+
+
+def _ask_settings(settings: Settings) -> AskSettings:
+    return AskSettings(
+        history_chars=settings.copilot_history_chars,
+        update_interval=settings.copilot_update_interval,
+    )
+
+
+def _bolt_app(settings: Settings, identity: Identity, token: str | None) -> AsyncApp:
+    async def authorize(**_: object) -> AuthorizeResult:
+        return AuthorizeResult(
+            enterprise_id=None,
+            team_id=identity.team_id,
+            bot_token=token,
+            bot_id=identity.bot_id,
+            bot_user_id=identity.user_id,
+        )
+
+    secret = settings.slack_signing_secret
+    return AsyncApp(
+        # A token-less client: Bolt copies it per request and sets the token from authorize().
+        client=web_client(None, settings.slack_api_url),
+        authorize=authorize,
+        signing_secret=secret.get_secret_value() if secret else "",
+        request_verification_enabled=not settings.socket_mode,
+        raise_error_for_unhandled_request=False,
+    )
+
+
+async def _check_store(store: ThreadStore) -> None:
+    try:
+        await store.ping()
+    except StateError as exc:
+        log.error("Redis is not reachable at start-up (%s); will keep retrying per request", exc)

@@ -1,0 +1,168 @@
+"""Ask: answering questions in a thread, one at a time and in order, with its history.
+
+``submit`` queues a question (dropping duplicate deliveries) and, if no process is
+answering in that thread, drains the thread's queue. Each answer streams from Heroku chat
+completions through ``paced`` into a ``ThreadReply``; the exchange is then remembered so
+a follow-up in the thread continues the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from bot import notices
+from bot.conversation import Question, Turn, prompt_messages
+from bot.errors import BotError, InferenceError, SlackError
+from bot.inference import Finish, InferenceClient, TextDelta, Usage
+from bot.pacing import paced
+from bot.slack.reply import Place, Replier, ThreadReply
+from bot.state import ThreadStore, keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What the stream told us besides text."""
+
+    finish: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class AskSettings:
+    history_chars: int
+    update_interval: float
+
+
+class AskService:
+    def __init__(
+        self,
+        store: ThreadStore,
+        inference: InferenceClient,
+        replier: Replier,
+        settings: AskSettings,
+    ) -> None:
+        self._store = store
+        self._inference = inference
+        self._replier = replier
+        self._settings = settings
+
+    async def submit(self, question: Question, dedupe: Sequence[str]) -> None:
+        """Queue a question unless it is a duplicate delivery, then answer what is queued."""
+        thread = _thread_of(question)
+        if not await self._store.accept(thread, question, dedupe):
+            log.info("duplicate delivery ignored", extra={"thread": thread})
+            return
+        await self.drain(thread)
+
+    async def is_following(self, team: str, channel: str, thread_ts: str) -> bool:
+        return await self._store.is_active(keys.thread_id(team, channel, thread_ts))
+
+    async def drain(self, thread: str) -> None:
+        token = await self._store.try_lock(thread)
+        if token is None:
+            return  # whoever holds the lock answers our question after theirs
+        async with _heartbeat(self._store, thread, token):
+            while True:
+                question = await self._store.next_question(thread)
+                if question is not None:
+                    await self._answer_safely(thread, question)
+                elif await self._store.release_if_empty(thread, token):
+                    return
+
+    async def _answer_safely(self, thread: str, question: Question) -> None:
+        try:
+            await self.answer(thread, question)
+        except SlackError as exc:
+            log.error("could not post in %s: %s", question.channel, exc)
+        except BotError as exc:
+            log.error("answer failed in %s: %s", thread, exc)
+
+    async def answer(self, thread: str, question: Question) -> None:
+        reply = self._replier.open(_place_of(question))
+        await reply.begin()
+        if not question.text.strip():
+            await reply.fail(notices.EMPTY_QUESTION)
+            return
+        started = time.monotonic()
+        history = await self._store.history(thread)
+        messages = prompt_messages(
+            history, question.text, budget_chars=self._settings.history_chars
+        )
+        outcome = await self._stream_answer(reply, messages)
+        await self._store.remember(
+            thread, Turn("user", question.text), Turn("assistant", reply.text)
+        )
+        log.info(
+            "answered",
+            extra={
+                "thread": thread,
+                "seconds": round(time.monotonic() - started, 3),
+                "finish": outcome.finish,
+                "tokens": outcome.usage.total_tokens if outcome.usage else None,
+            },
+        )
+
+    async def _stream_answer(self, reply: ThreadReply, messages: list[dict[str, str]]) -> Outcome:
+        outcome = Outcome()
+        texts = _texts(self._inference.stream_chat(messages), outcome)
+        try:
+            async for batch in paced(texts, self._settings.update_interval):
+                await reply.write(batch)
+        except InferenceError as exc:
+            log.warning("inference failed: %r", exc)
+            await reply.fail(notices.describe(exc))
+            return outcome
+        if outcome.finish == "length":
+            await reply.write("\n\n" + notices.LENGTH_LIMIT)
+        await reply.finish()
+        return outcome
+
+
+async def _texts(events: AsyncIterator[object], outcome: Outcome) -> AsyncIterator[str]:
+    async for event in events:
+        if isinstance(event, TextDelta):
+            yield event.text
+        elif isinstance(event, Finish):
+            outcome.finish = event.reason
+        elif isinstance(event, Usage):
+            outcome.usage = event
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat(store: ThreadStore, thread: str, token: str) -> AsyncIterator[None]:
+    """Keep the thread's lock while answering, so a long answer is not taken over."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(keys.LOCK_REFRESH_SECONDS)
+            with contextlib.suppress(BotError):
+                await store.refresh_lock(thread, token)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _thread_of(question: Question) -> str:
+    return keys.thread_id(question.team, question.channel, question.thread_ts)
+
+
+def _place_of(question: Question) -> Place:
+    return Place(
+        channel=question.channel,
+        thread_ts=question.thread_ts,
+        user=question.user,
+        team=question.team,
+        is_dm=question.is_dm,
+    )

@@ -1,0 +1,95 @@
+"""What a conversation is made of: questions people ask and the turns we remember.
+
+The model sees a thread as alternating user and assistant turns; ``prompt_messages`` builds
+that view within a size budget, dropping the oldest turns first and never the question
+being answered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+
+SYSTEM_PROMPT = (
+    "You are an operations copilot in a Slack workspace, helping an on-call team that runs its "
+    "apps on Heroku. Answer precisely and briefly; prefer concrete commands (heroku CLI, SQL, "
+    "shell) in fenced code blocks. Say when you are unsure, and never invent output of "
+    "commands you did not see. Use standard Markdown."
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One message that asked the bot something, as queued for its thread."""
+
+    team: str
+    channel: str
+    thread_ts: str
+    ts: str
+    user: str
+    text: str
+    channel_type: str = "channel"
+
+    @property
+    def is_dm(self) -> bool:
+        return self.channel_type == "im"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Question:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    content: str
+
+    def to_json(self) -> str:
+        return json.dumps({"role": self.role, "content": self.content})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Turn | None:
+        try:
+            data = json.loads(raw)
+            role, content = data["role"], data["content"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if role not in ("user", "assistant") or not isinstance(content, str):
+            return None
+        return cls(role=role, content=content)
+
+
+def prompt_messages(
+    history: list[Turn], question: str, *, budget_chars: int, system: str = SYSTEM_PROMPT
+) -> list[dict[str, Any]]:
+    """System prompt, as much recent history as fits the budget, then the question."""
+    kept: list[Turn] = []
+    used = len(question)
+    for turn in reversed(history):
+        used += len(turn.content)
+        if used > budget_chars:
+            break
+        kept.append(turn)
+    kept.reverse()
+    # A window that starts mid-exchange would open with an assistant turn; drop it.
+    while kept and kept[0].role == "assistant":
+        kept.pop(0)
+    turns = [*kept, Turn("user", question)]
+    return [{"role": "system", "content": system}, *_merge_same_role(turns)]
+
+
+def _merge_same_role(turns: list[Turn]) -> list[dict[str, Any]]:
+    """Chat APIs backed by Claude want roles to alternate; join neighbours that don't."""
+    merged: list[dict[str, Any]] = []
+    for turn in turns:
+        if merged and merged[-1]["role"] == turn.role:
+            merged[-1]["content"] += "\n\n" + turn.content
+        else:
+            merged.append({"role": turn.role, "content": turn.content})
+    return merged

@@ -1,0 +1,71 @@
+"""What a person reads when something fails: one place turns errors into plain words.
+
+Messages say what failed and whether to retry; details (status codes, bodies) go to the
+log, never secrets or tracebacks to Slack.
+"""
+
+from __future__ import annotations
+
+from bot.errors import (
+    BotError,
+    InferenceAuthError,
+    InferenceBadRequest,
+    InferenceRateLimited,
+    InferenceStreamError,
+    InferenceTimeout,
+    InferenceUnavailable,
+    SlackError,
+    StateError,
+)
+
+LENGTH_LIMIT = "_(The answer stopped at the model's length limit; ask me to continue.)_"
+EMPTY_QUESTION = (
+    "Ask me something after the mention, for example: "
+    "*how do I roll back the last release of my app?*"
+)
+
+
+def describe(exc: BaseException) -> str:
+    """A short, plain message for the person whose request failed."""
+    text = _describe(exc)
+    return f":warning: {text}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InferenceRateLimited):
+        wait = f" in about {round(exc.retry_after)} seconds" if exc.retry_after else " in a minute"
+        return f"The model is rate-limited right now. Please try again{wait}."
+    if isinstance(exc, InferenceAuthError):
+        return (
+            "Heroku Inference refused the bot's credentials or model "
+            f"({_status(exc.status)}). An admin needs to check INFERENCE_KEY and "
+            "INFERENCE_MODEL_ID; retrying won't help until then."
+        )
+    if isinstance(exc, InferenceTimeout):
+        return "The model stopped responding before finishing. Please try again."
+    if isinstance(exc, InferenceUnavailable):
+        return "Heroku Inference is unavailable right now. Please try again in a minute."
+    if isinstance(exc, InferenceBadRequest):
+        return f"Heroku Inference refused the request: {_short(exc)}"
+    if isinstance(exc, InferenceStreamError):
+        return f"The model's answer broke off with an error: {_short(exc)} Please try again."
+    if isinstance(exc, StateError):
+        return (
+            "I can't reach my state store (Redis) right now, so I can't take this request. "
+            "Please try again shortly."
+        )
+    if isinstance(exc, SlackError):
+        return f"Slack refused part of this answer ({exc.code}). Please try again."
+    if isinstance(exc, BotError):
+        return f"That didn't work: {_short(exc)}"
+    return "Something went wrong on my side; the details are in the bot's log. Please try again."
+
+
+def _status(status: int | None) -> str:
+    return f"HTTP {status}" if status else "refused"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if text.endswith((".", "…")) else text + "."

@@ -1,0 +1,42 @@
+"""The HTTP face of the bot: ``POST /slack/events`` and ``GET /healthz`` on aiohttp.
+
+Bolt verifies each request's signature and timestamp (401 otherwise), acknowledges at once
+and runs listeners after the response; this module only adapts aiohttp to Bolt.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+
+from bot.app import Runtime
+from bot.errors import StateError
+
+log = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def web_app(runtime: Runtime) -> web.Application:
+    app = web.Application()
+    app[RUNTIME] = runtime
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    bolt_request = await to_bolt_request(request)
+    bolt_response = await request.app[RUNTIME].bolt.async_dispatch(bolt_request)
+    return await to_aiohttp_response(bolt_response)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        await runtime.store.ping()
+    except StateError:
+        return web.json_response({"status": "degraded", "redis": "unreachable"}, status=503)
+    return web.json_response({"status": "ok", "redis": "ok"})

@@ -1,0 +1,46 @@
+"""The Slack Web API seam: building the client and translating its failures.
+
+slack_sdk raises ``SlackApiError`` for ``ok: false`` and aiohttp errors for broken
+connections; ``slack_errors`` turns both into ``SlackError`` so nothing above this module
+handles SDK types. Rate limits (429 with Retry-After) are retried by the SDK's handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import SlackError
+
+
+def web_client(token: str | None, base_url: str) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=15,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+@asynccontextmanager
+async def slack_errors(method: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except SlackApiError as exc:
+        code = exc.response.get("error") if exc.response is not None else None
+        raise SlackError(method, str(code or "unknown_error")) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SlackError(method, f"connection_error: {type(exc).__name__}") from exc

@@ -1,0 +1,72 @@
+"""Reading Slack message events into questions, and deciding which ones are for us.
+
+Slack sends both ``app_mention`` and ``message`` for one @mention, and retries slow
+deliveries with the same ``event_id``; every question carries dedupe keys for both, so
+whichever copy arrives first is answered and the rest are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.conversation import Question
+from bot.state import keys
+
+# Edits, deletions, joins and bot posts are not questions; file shares and broadcasts are.
+_ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
+
+
+@dataclass(frozen=True)
+class Incoming:
+    question: Question
+    dedupe: list[str]
+    # True when the message is only ours to answer if we already take part in its thread.
+    needs_active_thread: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the bot is in this workspace, resolved once at start-up."""
+
+    user_id: str
+    bot_id: str
+    team_id: str
+
+
+def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
+    event = body.get("event") or {}
+    if _is_ours_or_noise(event, identity):
+        return None
+    kind = event.get("type")
+    channel_type = event.get("channel_type") or ("channel" if kind == "app_mention" else "")
+    thread_ts = event.get("thread_ts")
+    if kind == "message" and channel_type != "im" and thread_ts is None:
+        return None  # a channel message outside a thread only reaches us by mention
+    question = Question(
+        team=str(event.get("team") or body.get("team_id") or identity.team_id),
+        channel=str(event.get("channel", "")),
+        thread_ts=str(thread_ts or event.get("ts", "")),
+        ts=str(event.get("ts", "")),
+        user=str(event.get("user", "")),
+        text=strip_mention(str(event.get("text") or ""), identity.user_id),
+        channel_type=channel_type or "channel",
+    )
+    if not question.channel or not question.ts or not question.user:
+        return None
+    dedupe = [keys.seen_message(question.channel, question.ts)]
+    if body.get("event_id"):
+        dedupe.append(keys.seen_event(str(body["event_id"])))
+    follow_up = kind == "message" and channel_type != "im"
+    return Incoming(question=question, dedupe=dedupe, needs_active_thread=follow_up)
+
+
+def _is_ours_or_noise(event: dict[str, Any], identity: Identity) -> bool:
+    if event.get("bot_id") or event.get("user") == identity.user_id:
+        return True
+    return event.get("subtype") not in _ANSWERED_SUBTYPES
+
+
+def strip_mention(text: str, bot_user_id: str) -> str:
+    return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text).strip()

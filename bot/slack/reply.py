@@ -1,0 +1,201 @@
+"""Writing one answer into a Slack thread while it is generated.
+
+Native streaming (``chat.startStream`` / ``appendStream`` / ``stopStream``) is used where
+the workspace allows it; where Slack refuses it, the answer is written by editing one
+message (``chat.update``). Either way an answer that outgrows a message continues in the
+next one, and a message Slack stops accepting (an expired stream, an error) is frozen with
+what it already shows and the text goes on in a new message: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import SlackError
+from bot.markdown import fit, preview
+from bot.slack import blocks
+from bot.slack.calls import slack_errors
+
+log = logging.getLogger(__name__)
+
+# Slack's practical ceiling for one streamed message is about 11 KB.
+MESSAGE_LIMIT_BYTES = 10_000
+EMPTY_ANSWER = "_The model returned an empty answer._"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an answer goes, and who it is for (native streams need the recipient)."""
+
+    channel: str
+    thread_ts: str
+    user: str
+    team: str
+    is_dm: bool
+
+
+@dataclass
+class Replier:
+    """Opens replies; remembers channels that refused native streaming, so we ask once."""
+
+    client: AsyncWebClient
+    limit_bytes: int = MESSAGE_LIMIT_BYTES
+    native: bool = True
+    no_stream_channels: set[str] = field(default_factory=set)
+
+    def open(self, place: Place) -> ThreadReply:
+        return ThreadReply(self, place)
+
+
+class ThreadReply:
+    def __init__(self, replier: Replier, place: Place) -> None:
+        self._r = replier
+        self._client = replier.client
+        self._place = place
+        self._native = replier.native and place.channel not in replier.no_stream_channels
+        self._ts: str | None = None
+        self._sent = ""
+        self.text = ""
+
+    async def begin(self) -> None:
+        """Show that the bot is working before the first token arrives."""
+        await self._set_status("is thinking…")
+        if self._native and await self._start_stream(None):
+            return
+        self._native = False
+        self._ts = await self._post(blocks.thinking(), "Thinking…")
+
+    async def write(self, text: str) -> None:
+        rest: str | None = text
+        while rest:
+            head, rest = fit(self._sent, rest, self._r.limit_bytes)
+            if head:
+                await self._append(head)
+                self.text += head
+            if rest is not None:
+                await self._close_message()
+
+    async def finish(self) -> None:
+        if not self.text:
+            await self.write(EMPTY_ANSWER)
+        await self._close_message()
+
+    async def fail(self, notice: str) -> None:
+        """End the answer with a plain notice, keeping whatever was already written."""
+        await self.write(f"\n\n{notice}" if self._sent else notice)
+        await self._close_message()
+
+    async def _append(self, text: str) -> None:
+        if self._ts is None:
+            await self._open_with(text)
+        elif self._native:
+            await self._append_native(text)
+        else:
+            await self._append_edit(text)
+
+    async def _open_with(self, text: str) -> None:
+        if self._native and await self._start_stream(text):
+            self._sent = text
+            return
+        self._native = False
+        self._ts = await self._post([blocks.markdown(text)], preview(text))
+        self._sent = text
+
+    async def _append_native(self, text: str) -> None:
+        try:
+            async with slack_errors("chat.appendStream"):
+                await self._client.chat_appendStream(
+                    channel=self._place.channel, ts=self._ts or "", markdown_text=text
+                )
+            self._sent += text
+        except SlackError as exc:
+            # An expired or stopped stream takes no more text: freeze it, go on below it.
+            log.warning("native stream ended early (%s); continuing in a new message", exc.code)
+            await self._freeze()
+            await self._open_with(text)
+
+    async def _append_edit(self, text: str) -> None:
+        try:
+            await self._update(self._sent + text)
+            self._sent += text
+        except SlackError as exc:
+            log.warning("could not edit the answer (%s); continuing in a new message", exc.code)
+            self._reset()
+            await self._open_with(text)
+
+    async def _close_message(self) -> None:
+        if self._ts is None:
+            return
+        if self._native:
+            try:
+                async with slack_errors("chat.stopStream"):
+                    await self._client.chat_stopStream(channel=self._place.channel, ts=self._ts)
+            except SlackError as exc:
+                log.warning("could not stop the stream (%s); freezing it instead", exc.code)
+                await self._freeze()
+        self._reset()
+
+    async def _freeze(self) -> None:
+        """Make a message show exactly the text it was confirmed to hold."""
+        if self._sent:
+            try:
+                await self._update(self._sent)
+            except SlackError as exc:
+                log.warning("could not freeze a message (%s)", exc.code)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ts = None
+        self._sent = ""
+
+    async def _start_stream(self, text: str | None) -> bool:
+        place = self._place
+        try:
+            async with slack_errors("chat.startStream"):
+                response = await self._client.chat_startStream(
+                    channel=place.channel,
+                    thread_ts=place.thread_ts,
+                    markdown_text=text,
+                    recipient_user_id=None if place.is_dm else place.user,
+                    recipient_team_id=None if place.is_dm else place.team,
+                )
+        except SlackError as exc:
+            log.info(
+                "native streaming refused in %s (%s); editing messages", place.channel, exc.code
+            )
+            self._r.no_stream_channels.add(place.channel)
+            return False
+        self._ts = str(response["ts"])
+        return True
+
+    async def _post(self, message_blocks: list[blocks.Block], text: str) -> str:
+        async with slack_errors("chat.postMessage"):
+            response = await self._client.chat_postMessage(
+                channel=self._place.channel,
+                thread_ts=self._place.thread_ts,
+                blocks=message_blocks,
+                text=text,
+            )
+        return str(response["ts"])
+
+    async def _update(self, text: str) -> None:
+        async with slack_errors("chat.update"):
+            await self._client.chat_update(
+                channel=self._place.channel,
+                ts=self._ts or "",
+                blocks=[blocks.markdown(text)],
+                text=preview(text),
+            )
+
+    async def _set_status(self, status: str) -> None:
+        # Only assistant threads accept a status; elsewhere the streaming message shows it.
+        try:
+            async with slack_errors("assistant.threads.setStatus"):
+                await self._client.assistant_threads_setStatus(
+                    channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=status
+                )
+        except SlackError as exc:
+            log.debug("no thread status here (%s)", exc.code)

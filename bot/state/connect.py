@@ -1,0 +1,37 @@
+"""Building the Redis client: Heroku's ``rediss://`` URLs, or an in-process store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as redis
+
+log = logging.getLogger(__name__)
+
+
+def connect(url: str | None) -> redis.Redis:
+    """A client for ``url``; with no URL, an embedded store that lives in this process."""
+    if url is None:
+        log.warning(
+            "REDIS_URL is not set: using an embedded in-process store. Thread state is not "
+            "persistent and not shared between processes; set REDIS_URL for production."
+        )
+        return _embedded()
+    options: dict[str, Any] = {
+        "health_check_interval": 30,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 10,
+        "retry_on_timeout": True,
+    }
+    if url.startswith("rediss://"):
+        # Heroku Key-Value Store presents a self-signed certificate.
+        options["ssl_cert_reqs"] = None
+    return redis.Redis.from_url(url, **options)
+
+
+def _embedded() -> redis.Redis:
+    import fakeredis
+
+    client: redis.Redis = fakeredis.FakeAsyncRedis()
+    return client

@@ -1,0 +1,129 @@
+"""Thread state in Redis: dedupe of Slack deliveries, per-thread queues and history.
+
+One answer at a time per thread, in arrival order, across every process: a question is
+queued and the process that holds the thread's lock drains the queue. Releasing the lock
+and checking the queue is one Lua step, so a question queued at the moment the holder
+finishes is never stranded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from bot.conversation import Question, Turn
+from bot.errors import StateError
+from bot.state import keys
+
+_ACCEPT = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[2])
+end
+redis.call('RPUSH', KEYS[n + 1], ARGV[3])
+redis.call('EXPIRE', KEYS[n + 1], ARGV[4])
+redis.call('SET', KEYS[n + 2], '1', 'EX', ARGV[5])
+return 1
+"""
+
+_RELEASE_IF_EMPTY = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+_REFRESH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Translate redis-py failures into StateError at this seam."""
+    try:
+        yield
+    except RedisError as exc:
+        raise StateError(f"state store unavailable ({type(exc).__name__})") from exc
+    except OSError as exc:
+        raise StateError(f"state store unreachable ({type(exc).__name__})") from exc
+
+
+class ThreadStore:
+    def __init__(self, client: redis.Redis, *, thread_ttl: int, history_turns: int) -> None:
+        self._redis = client
+        self._thread_ttl = thread_ttl
+        self._history_turns = history_turns
+        self._accept = client.register_script(_ACCEPT)
+        self._release = client.register_script(_RELEASE_IF_EMPTY)
+        self._refresh = client.register_script(_REFRESH)
+
+    async def ping(self) -> None:
+        async with redis_errors():
+            await self._redis.ping()
+
+    async def is_active(self, thread: str) -> bool:
+        async with redis_errors():
+            return bool(await self._redis.exists(keys.active(thread)))
+
+    async def accept(self, thread: str, question: Question, dedupe: Sequence[str]) -> bool:
+        """Queue a question unless any of its dedupe keys was seen: False means a duplicate."""
+        key_list = [*dedupe, keys.queue(thread), keys.active(thread)]
+        args: list[Any] = [
+            len(dedupe),
+            keys.DEDUPE_TTL,
+            question.to_json(),
+            keys.QUEUE_TTL,
+            self._thread_ttl,
+        ]
+        async with redis_errors():
+            return bool(await self._accept(keys=key_list, args=args))
+
+    async def try_lock(self, thread: str) -> str | None:
+        """Take the thread's lock; returns the holder's token, or None if someone has it."""
+        token = uuid.uuid4().hex
+        async with redis_errors():
+            got = await self._redis.set(keys.lock(thread), token, nx=True, px=keys.LOCK_TTL_MS)
+        return token if got else None
+
+    async def refresh_lock(self, thread: str, token: str) -> bool:
+        async with redis_errors():
+            return bool(
+                await self._refresh(keys=[keys.lock(thread)], args=[token, keys.LOCK_TTL_MS])
+            )
+
+    async def next_question(self, thread: str) -> Question | None:
+        async with redis_errors():
+            raw: str | bytes | None = await self._redis.lpop(keys.queue(thread))  # type: ignore[assignment]
+        return Question.from_json(raw) if raw is not None else None
+
+    async def release_if_empty(self, thread: str, token: str) -> bool:
+        """Drop the lock if no question waits; False means keep draining."""
+        async with redis_errors():
+            result = await self._release(keys=[keys.queue(thread), keys.lock(thread)], args=[token])
+        return int(result) != 0
+
+    async def history(self, thread: str) -> list[Turn]:
+        async with redis_errors():
+            raw = await self._redis.lrange(keys.history(thread), 0, -1)
+        turns = (Turn.from_json(item) for item in raw)
+        return [turn for turn in turns if turn is not None]
+
+    async def remember(self, thread: str, *turns: Turn) -> None:
+        """Append turns, keep the newest ``history_turns``, and keep the thread alive."""
+        key = keys.history(thread)
+        async with redis_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, *(turn.to_json() for turn in turns))
+            pipe.ltrim(key, -self._history_turns, -1)
+            pipe.expire(key, self._thread_ttl)
+            pipe.set(keys.active(thread), "1", ex=self._thread_ttl)
+            await pipe.execute()

@@ -1,0 +1,188 @@
+"""The test rig: a real redis-server, fake Slack and Inference servers, and the real bot.
+
+Every scenario drives the bot the way Slack does: signed HTTP requests to the real
+``/slack/events`` endpoint of an aiohttp server on loopback, with the bot's Web API calls
+going to ``FakeSlack`` and its model calls to ``FakeInference``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import redis
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+from bot.app import Runtime, build_runtime
+from bot.config import load_settings
+from bot.server import web_app
+from tests.fakes import FakeInference, FakeSlack
+
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test"
+INFERENCE_KEY = "inf-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.exit(
+            "redis-server is not installed: run .ci/run (it installs it), or "
+            "`apt-get install redis-server` / `brew install redis`.",
+            returncode=3,
+        )
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="copilot-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait_for_redis(url)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _wait_for_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def inference() -> AsyncIterator[FakeInference]:
+    async with FakeInference(key=INFERENCE_KEY) as fake:
+        yield fake
+
+
+@dataclass
+class BotUnderTest:
+    """The real bot, served on loopback, and a way to talk to it as Slack does."""
+
+    runtime: Runtime
+    url: str
+    http: httpx.AsyncClient
+    _events: int = field(default=0)
+
+    async def post(self, body: str, content_type: str, *, signed: bool = True,
+                   timestamp: int | None = None, headers: dict[str, str] | None = None,
+                   ) -> httpx.Response:
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        sent = {"content-type": content_type, "x-slack-request-timestamp": ts}
+        if signed:
+            verifier = SignatureVerifier(SIGNING_SECRET)
+            sent["x-slack-signature"] = verifier.generate_signature(timestamp=ts, body=body)
+        sent.update(headers or {})
+        return await self.http.post(f"{self.url}/slack/events", content=body, headers=sent)
+
+    async def event(self, event: dict[str, Any], *, event_id: str | None = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
+        self._events += 1
+        body = {
+            "token": "legacy", "team_id": "T0TEAM", "api_app_id": "A0APP",
+            "type": "event_callback", "event_id": event_id or f"Ev{self._events:08d}",
+            "event_time": int(time.time()), "event": event,
+        }
+        return await self.post(json.dumps(body), "application/json", headers=headers)
+
+    async def command(self, **fields: str) -> httpx.Response:
+        return await self.post(urlencode(fields), "application/x-www-form-urlencoded")
+
+    async def action(self, payload: dict[str, Any]) -> httpx.Response:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+
+def settings_for(slack: FakeSlack, inference: FakeInference, redis_url: str | None,
+                 **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "slack_bot_token": BOT_TOKEN,
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_api_url": slack.base_url,
+        "inference_url": inference.base_url,
+        "inference_key": INFERENCE_KEY,
+        "redis_url": redis_url,
+        "copilot_update_interval": 0.05,
+        "copilot_idle_timeout": 2.0,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def bot_settings(slack: FakeSlack, inference: FakeInference, redis_url: str) -> Any:
+    return settings_for(slack, inference, redis_url)
+
+
+@pytest.fixture
+async def bot(bot_settings: Any) -> AsyncIterator[BotUnderTest]:
+    async with serve(bot_settings) as served:
+        yield served
+
+
+class serve:  # noqa: N801 - used like a function: ``async with serve(settings) as bot``
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+
+    async def __aenter__(self) -> BotUnderTest:
+        self._runtime = await build_runtime(self._settings)
+        self._runner = web.AppRunner(web_app(self._runtime))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._http = httpx.AsyncClient(timeout=10)
+        return BotUnderTest(self._runtime, f"http://127.0.0.1:{port}", self._http)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+        await self._runner.cleanup()
+        await asyncio.sleep(0.01)
+        await self._runtime.inflight.drain(timeout=5)
+        await self._runtime.aclose()
