@@ -55,7 +55,7 @@ async def _serve(settings: Settings) -> int:
             await _http_mode(runtime, stop)
     finally:
         # Heroku sends SIGKILL 30 s after SIGTERM: let answers in flight finish before that.
-        if not await runtime.inflight.drain(timeout=SHUTDOWN_GRACE_SECONDS):
+        if not await runtime.inflight.drain(grace=SHUTDOWN_GRACE_SECONDS):
             log.warning("shutting down with %d answers unfinished", runtime.inflight.count)
         await runtime.aclose()
     return 0

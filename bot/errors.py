@@ -10,7 +10,9 @@
     │   ├── InferenceBadRequest    other 4xx: our request was refused
     │   └── InferenceStreamError   an error sent inside the stream, or a stream we cannot read
     ├── SlackError             a Web API call failed after the SDK's retries; ``code`` is Slack's
-    └── StateError             Redis (or the embedded store) could not be reached
+    ├── StateError             Redis (or the embedded store) could not be reached
+    └── RequestRefused         a person's request cannot go ahead (bad /run input, not allowed,
+                               expired); the message is written for that person
 
 Foreign exceptions (httpx, redis, slack_sdk) are translated at the seam that calls them, so
 code above the seams only ever catches these. ``bot.notices`` turns them into what a person
@@ -75,3 +77,7 @@ class SlackError(BotError):
 
 class StateError(BotError):
     """The state store (Redis) could not be reached or refused the command."""
+
+
+class RequestRefused(BotError):
+    """A person's request cannot go ahead; the message says why and what is allowed."""

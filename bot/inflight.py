@@ -33,11 +33,11 @@ class InFlight:
             if self._count == 0:
                 self._idle.set()
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, grace: float) -> bool:
         """Stop taking work and wait for what runs; False if it did not finish in time."""
         self.closing = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
             return False
         return True

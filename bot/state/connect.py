@@ -23,6 +23,7 @@ def connect(url: str | None) -> redis.Redis:
         "socket_connect_timeout": 5,
         "socket_timeout": 10,
         "retry_on_timeout": True,
+        "decode_responses": True,
     }
     if url.startswith("rediss://"):
         # Heroku Key-Value Store presents a self-signed certificate.
@@ -33,5 +34,5 @@ def connect(url: str | None) -> redis.Redis:
 def _embedded() -> redis.Redis:
     import fakeredis
 
-    client: redis.Redis = fakeredis.FakeAsyncRedis()
+    client: redis.Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
     return client

@@ -44,3 +44,29 @@ def queue(thread: str) -> str:
 
 def lock(thread: str) -> str:
     return f"{PREFIX}thread:{thread}:lock"
+
+
+# A run request (its card, the exact Agents API body, and its state) outlives its decision
+# long enough to show outcomes in App Home and to answer late clicks plainly.
+REQUEST_TTL = 7 * 24 * 3600
+AUDIT_MAXLEN = 10_000
+
+
+def request(request_id: str) -> str:
+    return f"{PREFIX}request:{request_id}"
+
+
+def pending_requests() -> str:
+    """Sorted set of pending request ids scored by expiry time, for the expiry sweeper."""
+    return f"{PREFIX}requests:pending"
+
+
+def audit_log() -> str:
+    return f"{PREFIX}audit"
+
+
+def usergroup_members(group: str) -> str:
+    return f"{PREFIX}usergroup:{group}"
+
+
+USERGROUP_TTL = 300

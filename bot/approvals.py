@@ -1,0 +1,67 @@
+"""Who may decide a run request: approvers by user id or user group, and the requester.
+
+User-group members are read with ``usergroups.users.list`` and cached briefly in Redis, so
+a burst of clicks costs one Slack call and a change of group membership applies within
+minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis.asyncio as redis
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import SlackError
+from bot.slack.calls import slack_errors
+from bot.state import keys
+from bot.state.requests import RunRecord
+from bot.state.store import redis_errors
+
+log = logging.getLogger(__name__)
+
+
+class Approvers:
+    def __init__(self, slack: AsyncWebClient, client: redis.Redis) -> None:
+        self._slack = slack
+        self._redis = client
+
+    async def refusal(self, user: str, record: RunRecord) -> str | None:
+        """Why ``user`` may not approve or deny ``record``, or None when they may."""
+        if user == record.requester and not record.allow_self_approval:
+            return "You can't approve or deny your own request; another approver has to."
+        if await self.is_listed(user, record.approvers):
+            return None
+        return "You're not an approver for this runbook, so this click changed nothing."
+
+    async def is_listed(self, user: str, approvers: list[str]) -> bool:
+        if user in approvers:
+            return True
+        for group in (a for a in approvers if a.startswith("S")):
+            if user in await self.members(group):
+                return True
+        return False
+
+    async def members(self, group: str) -> set[str]:
+        key = keys.usergroup_members(group)
+        async with redis_errors():
+            cached = await self._redis.get(key)
+        if cached is not None:
+            return set(json.loads(cached))
+        users = await self._fetch(group)
+        if users is None:
+            return set()
+        async with redis_errors():
+            await self._redis.set(key, json.dumps(sorted(users)), ex=keys.USERGROUP_TTL)
+        return users
+
+    async def _fetch(self, group: str) -> set[str] | None:
+        try:
+            async with slack_errors("usergroups.users.list"):
+                response = await self._slack.usergroups_users_list(usergroup=group)
+        except SlackError as exc:
+            # An unreadable group grants nobody: refusing is the safe failure.
+            log.warning("could not read user group %s: %s", group, exc.code)
+            return None
+        return {str(u) for u in response.get("users") or []}

@@ -1,0 +1,99 @@
+"""Showing an agent run in the card's thread: a step per tool call, then the answer.
+
+Every text passes through ``redact.mask`` first. A failure to post one step is logged and
+the run goes on; the final answer is posted in as many messages as it needs, and output
+too long for a message goes up as a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import SlackError
+from bot.markdown import fit, preview
+from bot.redact import mask
+from bot.slack import blocks
+from bot.slack.calls import slack_errors
+
+log = logging.getLogger(__name__)
+
+RESULT_INLINE_CHARS = 1_500
+MESSAGE_LIMIT_BYTES = 10_000
+
+
+@dataclass
+class Step:
+    ts: str | None
+    title: str
+    started: float
+
+
+@dataclass
+class RunProgress:
+    slack: AsyncWebClient
+    channel: str
+    thread_ts: str
+    steps: dict[str, Step] = field(default_factory=dict)
+
+    async def tool_started(self, call_id: str, name: str, detail: str) -> None:
+        title = f"*{name}*" + (f" `{preview(mask(detail), 150)}`" if detail else "")
+        ts = await self._post(f":gear: {title} — running…")
+        self.steps[call_id] = Step(ts, title, time.monotonic())
+
+    async def tool_finished(self, call_id: str, name: str, output: str) -> None:
+        step = self.steps.pop(call_id, None) or Step(None, f"*{name}*", time.monotonic())
+        seconds = time.monotonic() - step.started
+        output = mask(output)
+        shown = output if len(output) <= RESULT_INLINE_CHARS else output[:RESULT_INLINE_CHARS] + "…"
+        text = f":white_check_mark: {step.title} — done in {seconds:.1f} s\n```\n{shown}\n```"
+        if step.ts is None or not await self._update(step.ts, text):
+            await self._post(text)
+        if len(output) > RESULT_INLINE_CHARS:
+            await self._upload(f"{name}-output.txt", output, f"Full output of {name}")
+
+    async def note(self, text: str) -> None:
+        await self._post(mask(text))
+
+    async def answer(self, text: str) -> None:
+        rest: str | None = mask(text) or "_The agent finished without a final answer._"
+        while rest:
+            head, rest = fit("", rest, MESSAGE_LIMIT_BYTES)
+            await self._post(head, markdown=True)
+
+    async def _post(self, text: str, *, markdown: bool = False) -> str | None:
+        message_blocks = [blocks.markdown(text)] if markdown else None
+        try:
+            async with slack_errors("chat.postMessage"):
+                response = await self.slack.chat_postMessage(
+                    channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=message_blocks
+                )
+        except SlackError as exc:
+            log.warning("could not post run progress: %s", exc.code)
+            return None
+        return str(response["ts"])
+
+    async def _update(self, ts: str, text: str) -> bool:
+        try:
+            async with slack_errors("chat.update"):
+                await self.slack.chat_update(channel=self.channel, ts=ts, text=text)
+        except SlackError as exc:
+            log.warning("could not update a run step: %s", exc.code)
+            return False
+        return True
+
+    async def _upload(self, filename: str, content: str, title: str) -> None:
+        try:
+            async with slack_errors("files.upload"):
+                await self.slack.files_upload_v2(
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    filename=filename,
+                    content=content,
+                    title=title,
+                )
+        except SlackError as exc:
+            log.warning("could not upload run output: %s", exc.code)
