@@ -6,8 +6,9 @@ same ``Runtime`` pointed at fake servers on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import redis.asyncio as redis
@@ -15,16 +16,20 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals import Approvers
 from bot.ask import AskService, AskSettings
 from bot.config import Settings
-from bot.errors import ConfigError, SlackError, StateError
-from bot.inference import InferenceClient
+from bot.errors import BotError, ConfigError, SlackError, StateError
+from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
-from bot.slack import listeners
+from bot.runbooks import Catalog, load_catalog
+from bot.runs import RunService
+from bot.slack import commands, listeners
 from bot.slack.calls import slack_errors, web_client
 from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
+from bot.state.requests import RequestStore
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +44,26 @@ class Runtime:
     http: httpx.AsyncClient
     store: ThreadStore
     ask: AskService
+    runs: RunService
     inflight: InFlight
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        """Periodic work: cards of requests that expired with nobody clicking."""
+        self.background.append(asyncio.create_task(self._sweep()))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.copilot_sweep_interval)
+            try:
+                await self.runs.sweep_expired()
+            except BotError as exc:
+                log.warning("expiry sweep failed: %s", exc)
 
     async def aclose(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.http.aclose()
         await self.redis.aclose()
 
@@ -64,6 +86,7 @@ async def resolve_identity(client: AsyncWebClient) -> Identity:
 
 
 async def build_runtime(settings: Settings) -> Runtime:
+    catalog = load_catalog(settings.runbooks_file)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     slack = web_client(token, settings.slack_api_url)
     identity = await resolve_identity(slack)
@@ -78,9 +101,39 @@ async def build_runtime(settings: Settings) -> Runtime:
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
     ask = AskService(store, _inference(settings, http), Replier(slack), _ask_settings(settings))
     bolt = _bolt_app(settings, identity, token)
+    runs = _run_service(settings, catalog, client, slack, http)
     inflight = InFlight()
     listeners.register(bolt, ask, slack, identity, inflight)
-    return Runtime(settings, identity, bolt, slack, client, http, store, ask, inflight)
+    commands.register(bolt, runs, inflight)
+    runtime = Runtime(settings, identity, bolt, slack, client, http, store, ask, runs, inflight)
+    runtime.start_background()
+    return runtime
+
+
+def _run_service(
+    settings: Settings,
+    catalog: Catalog,
+    client: redis.Redis,
+    slack: AsyncWebClient,
+    http: httpx.AsyncClient,
+) -> RunService:
+    key = settings.inference_key.get_secret_value() if settings.inference_key else ""
+    agents = AgentsClient(
+        http,
+        base_url=settings.inference_url,
+        api_key=key,
+        model=settings.inference_model_id,
+        idle_timeout=settings.copilot_run_idle_timeout,
+        deadline=settings.copilot_run_deadline,
+    )
+    return RunService(
+        catalog,
+        RequestStore(client),
+        Approvers(slack, client),
+        agents,
+        slack,
+        settings.inference_model_id,
+    )
 
 
 def _inference(settings: Settings, http: httpx.AsyncClient) -> InferenceClient:

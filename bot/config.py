@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     copilot_history_chars: int = Field(default=24_000, ge=1_000)
     copilot_thread_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     copilot_update_interval: float = Field(default=1.0, gt=0)
+    copilot_run_deadline: float = Field(default=900.0, gt=0)
+    # Heroku runs one tool for up to 120 s without sending anything.
+    copilot_run_idle_timeout: float = Field(default=180.0, gt=0)
+    copilot_sweep_interval: float = Field(default=15.0, gt=0)
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -148,6 +148,8 @@ def _describe(file: Path, text: str, exc: ValidationError) -> str:
     where = f"runbook '{loc[1]}', " if len(loc) > 1 and loc[0] == "runbooks" else ""
     key = ".".join(loc[2:] if where else loc) or "file"
     reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key (check its spelling against the README's runbook reference)"
     return f"{file}:{line}: {where}key '{key}': {reason}."
 
 

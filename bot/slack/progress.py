@@ -69,7 +69,10 @@ class RunProgress:
         try:
             async with slack_errors("chat.postMessage"):
                 response = await self.slack.chat_postMessage(
-                    channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=message_blocks
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    text=preview(text) if markdown else text,
+                    blocks=message_blocks,
                 )
         except SlackError as exc:
             log.warning("could not post run progress: %s", exc.code)

@@ -73,6 +73,7 @@ class RequestStore:
 
     async def create(self, record: RunRecord) -> None:
         mapping: dict[Any, Any] = {
+            **record.fields,
             "runbook": record.runbook,
             "requester": record.requester,
             "team": record.team,

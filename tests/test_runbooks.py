@@ -1,0 +1,140 @@
+"""The runbooks file and /run input: validation, line numbers, rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError, RequestRefused
+from bot.run_command import parse
+from bot.runbooks import Catalog, agent_body, load_catalog
+
+SAMPLE = '''
+[policy]
+approvers = ["U0BOB", "S0OPS"]
+approval_ttl_seconds = 600
+
+[runbooks.migrate]
+description = "Run database migrations"
+prompt = "Run the pending database migrations on {app} and summarize the output."
+
+[runbooks.migrate.params.app]
+description = "Target Heroku app"
+choices = ["shop-staging", "shop-production"]
+
+[[runbooks.migrate.tools]]
+type = "heroku_tool"
+name = "dyno_run_command"
+[runbooks.migrate.tools.runtime_params]
+target_app_name = "{app}"
+ttl_seconds = 120
+max_calls = 1
+[runbooks.migrate.tools.runtime_params.tool_params]
+cmd = "python manage.py migrate"
+description = "Runs the database migrations"
+parameters = { type = "object", properties = {} }
+
+[runbooks.logs]
+description = "Read recent logs"
+prompt = "Summarize errors in the last {lines} log lines of {app}."
+approval = false
+
+[runbooks.logs.params.app]
+pattern = "^[a-z0-9-]+$"
+
+[runbooks.logs.params.lines]
+required = false
+default = "200"
+pattern = "^[0-9]{1,4}$"
+
+[[runbooks.logs.tools]]
+type = "mcp"
+name = "mcp-logs/tail"
+'''
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE)
+    return load_catalog(path)
+
+
+def test_canonical_and_positional_forms(catalog: Catalog) -> None:
+    assert parse("migrate app=shop-staging", catalog).values == {"app": "shop-staging"}
+    assert parse('migrate app="shop-staging"', catalog).values == {"app": "shop-staging"}
+    assert parse("migrate shop-staging", catalog).values == {"app": "shop-staging"}
+    assert parse("logs app=shop", catalog).values == {"app": "shop", "lines": "200"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nope", "no runbook `nope`. Runbooks: `migrate`, `logs`"),
+        ("migrate app=shop-evil", "must be one of shop-staging, shop-production"),
+        ("migrate", "needs `app`"),
+        ("migrate app=shop-staging tools=x", "no parameter `tools`"),
+        ("logs app='shop; rm -rf /'", "must match ^[a-z0-9-]+$"),
+        ("migrate app='unclosed", "couldn't read that command"),
+        ("migrate app=shop-staging app=shop-production", "given twice"),
+    ],
+)
+def test_refusals_say_what_is_allowed(catalog: Catalog, text: str, expected: str) -> None:
+    with pytest.raises(RequestRefused) as info:
+        parse(text, catalog)
+    assert expected in str(info.value)
+
+
+def test_rendered_body_takes_values_only_in_placeholders(catalog: Catalog) -> None:
+    invocation = parse("migrate app=shop-staging", catalog)
+    body = agent_body(catalog.runbooks["migrate"], invocation.values, "claude-4-5-sonnet")
+    assert body["model"] == "claude-4-5-sonnet"
+    assert body["messages"][-1]["content"] == (
+        "Run the pending database migrations on shop-staging and summarize the output."
+    )
+    assert body["tools"] == [
+        {
+            "type": "heroku_tool",
+            "name": "dyno_run_command",
+            "runtime_params": {
+                "target_app_name": "shop-staging",
+                "ttl_seconds": 120,
+                "max_calls": 1,
+                "tool_params": {
+                    "cmd": "python manage.py migrate",
+                    "description": "Runs the database migrations",
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            },
+        }
+    ]
+    mcp = agent_body(catalog.runbooks["logs"], {"app": "a", "lines": "5"}, "m")["tools"]
+    assert mcp == [{"type": "mcp", "name": "mcp-logs/tail", "runtime_params": {}}]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("choices = [", "choicez = ["), ":12: runbook 'migrate', key 'params.app.choicez': unknown key"),
+        (("{app} and", "{ap} and"), "runbook 'migrate'"),
+        (('pattern = "^[0-9]{1,4}$"', 'pattern = "^[0-9"'), "not a valid regular expression"),
+        (("approval_ttl_seconds = 600", "approval_ttl_seconds = -1"), "approval_ttl_seconds"),
+        (('approvers = ["U0BOB", "S0OPS"]', "approvers = []"), "nobody may approve it"),
+        (('name = "dyno_run_command"', 'name = "dyno_run_command'), "not valid TOML"),
+    ],
+)
+def test_file_errors_name_runbook_key_and_line(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace(*change))
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path)
+    assert expected in str(info.value)
+
+
+def test_missing_default_file_means_no_runbooks(tmp_path: Path) -> None:
+    assert load_catalog(tmp_path / "runbooks.toml").runbooks == {}
+    with pytest.raises(ConfigError):
+        load_catalog(tmp_path / "runbooks.toml", missing_ok=False)

@@ -1,0 +1,285 @@
+"""Act, end to end: /run, the approval card, and the agent run streamed into its thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import BotUnderTest, serve, settings_for
+from tests.fakes import FakeInference, FakeSlack
+from tests.fakes.inference import agent_completion, agent_tool_result
+from tests.test_runbooks import SAMPLE
+
+CHANNEL = "C0OPS"
+ALICE, BOB, CAROL, MALLORY = "U0ALICE", "U0BOB", "U0CAROL", "U0MALLORY"
+
+
+@pytest.fixture
+async def act(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> AsyncIterator[BotUnderTest]:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE)
+    slack.usergroups["S0OPS"] = [CAROL]
+    async with serve(settings_for(slack, inference, redis_url, runbooks_file=str(path))) as bot:
+        yield bot
+
+
+async def run(bot: BotUnderTest, slack: FakeSlack, text: str, user: str = ALICE) -> Any:
+    response = await bot.command(
+        command="/run", text=text, user_id=user, team_id="T0TEAM", channel_id=CHANNEL,
+        response_url=slack.response_url(f"cmd-{user}"), trigger_id="1.2",
+    )
+    assert response.status_code == 200
+    return response
+
+
+async def click(bot: BotUnderTest, slack: FakeSlack, action_id: str, value: str,
+                user: str) -> None:
+    card = slack.messages(CHANNEL)[0] if slack.messages(CHANNEL) else None
+    payload = {
+        "type": "block_actions", "user": {"id": user, "team_id": "T0TEAM"},
+        "team": {"id": "T0TEAM"}, "channel": {"id": CHANNEL},
+        "container": {"type": "message", "message_ts": card.ts if card else "0"},
+        "response_url": slack.response_url(f"click-{user}"), "trigger_id": "1.3",
+        "actions": [{"action_id": action_id, "block_id": f"run:{value}", "value": value,
+                     "type": "button", "action_ts": "1.4"}],
+    }
+    response = await bot.action(payload)
+    assert response.status_code == 200
+
+
+def card_of(slack: FakeSlack) -> Any:
+    return next(m for m in slack.messages(CHANNEL) if m.thread_ts is None)
+
+
+def request_id(slack: FakeSlack) -> str:
+    for block in card_of(slack).blocks:
+        if block["type"] == "actions":
+            return str(block["elements"][0]["value"])
+    raise AssertionError("the card has no buttons")
+
+
+def card_text(slack: FakeSlack) -> str:
+    return json.dumps(card_of(slack).blocks)
+
+
+def has_buttons(slack: FakeSlack) -> bool:
+    return any(b["type"] == "actions" for b in card_of(slack).blocks)
+
+
+def ephemeral_texts(slack: FakeSlack, user: str) -> str:
+    return " ".join(json.dumps(r) for r in slack.responses_to(f"click-{user}")) + " ".join(
+        json.dumps(r) for r in slack.responses_to(f"cmd-{user}")
+    )
+
+
+async def pending_card(bot: BotUnderTest, slack: FakeSlack) -> str:
+    await run(bot, slack, "migrate app=shop-staging")
+    await slack.wait_for(lambda s: bool(s.messages(CHANNEL)))
+    return request_id(slack)
+
+
+def migrate_events() -> list[tuple[str, str]]:
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "dyno_run_command", "arguments": "{}"}}
+    return [
+        ("message", agent_completion("Running migrations.", tool_calls=[call],
+                                     finish_reason="tool_calls")),
+        ("message", agent_tool_result(
+            "call_1", "dyno_run_command",
+            "Applied 3 migrations. DATABASE_URL=postgres://u:hunter22@db.internal:5432/x")),
+        ("message", agent_completion("All 3 migrations applied to shop-staging.")),
+        ("done", "[DONE]"),
+    ]
+
+
+async def test_help_lists_runbooks_only_to_the_requester(
+    act: BotUnderTest, slack: FakeSlack
+) -> None:
+    await run(act, slack, "help")
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
+    [reply] = slack.responses_to(f"cmd-{ALICE}")
+    assert reply["response_type"] == "ephemeral"
+    assert "`migrate`" in reply["text"] and "needs approval" in reply["text"]
+    assert "shop-staging | shop-production" in reply["text"] and "runs at once" in reply["text"]
+    assert slack.messages(CHANNEL) == []
+
+
+async def test_refused_value_starts_nothing(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    await run(act, slack, "migrate app=shop-evil")
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
+    assert "must be one of shop-staging, shop-production" in ephemeral_texts(slack, ALICE)
+    assert slack.messages(CHANNEL) == [] and inference.agent_requests == []
+
+
+async def test_approved_run_sends_the_exact_body_and_streams_progress(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    inference.agent_events(migrate_events())
+    rid = await pending_card(act, slack)
+    text = card_text(slack)
+    assert ALICE in text and "migrate" in text and "shop-staging" in text
+    assert "python manage.py migrate" in text and "Approve" in text
+    assert inference.agent_requests == []
+
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+
+    [request] = inference.agent_requests
+    assert request.json["tools"][0]["runtime_params"]["target_app_name"] == "shop-staging"
+    assert request.json["tools"][0]["runtime_params"]["tool_params"]["cmd"] == (
+        "python manage.py migrate"
+    )
+    assert request.json["messages"][-1]["content"].endswith("on shop-staging and summarize the output.")
+    thread = " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
+    assert "dyno_run_command" in thread and "Applied 3 migrations" in thread
+    assert "All 3 migrations applied to shop-staging." in thread
+    assert "hunter22" not in thread and "hunter22" not in json.dumps([c.params for c in slack.calls])
+    assert not has_buttons(slack) and BOB in card_text(slack)
+    audit = redis.Redis.from_url(act.runtime.settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    actions = [e[1][b"action"] for e in audit.xrange("copilot:audit")]
+    audit.close()
+    assert actions == [b"requested", b"approved", b"run_started", b"run_ended"]
+
+
+async def test_self_approval_and_outsiders_are_refused(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, ALICE)
+    await click(act, slack, "copilot_approve", rid, MALLORY)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{MALLORY}")))
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{ALICE}")))
+    assert "your own request" in ephemeral_texts(slack, ALICE)
+    assert "not an approver" in ephemeral_texts(slack, MALLORY)
+    assert has_buttons(slack) and inference.agent_requests == []
+
+
+async def test_user_group_member_may_approve(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    inference.agent_events(migrate_events())
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, CAROL)
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+    assert slack.count("usergroups.users.list") == 1
+
+
+async def test_concurrent_approvals_start_exactly_one_run(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    inference.agent_events(migrate_events())
+    inference.agent_events(migrate_events())
+    rid = await pending_card(act, slack)
+    await asyncio.gather(*(click(act, slack, "copilot_approve", rid, who)
+                           for who in (BOB, BOB, CAROL, BOB, CAROL)))
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+    await asyncio.sleep(0.3)
+    assert len(inference.agent_requests) == 1
+
+
+async def test_deny_updates_the_card_and_runs_nothing(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_deny", rid, BOB)
+    await slack.wait_for(lambda s: "Denied by" in card_text(s))
+    assert not has_buttons(slack)
+    await click(act, slack, "copilot_approve", rid, CAROL)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{CAROL}")))
+    assert "already denied" in ephemeral_texts(slack, CAROL)
+    assert inference.agent_requests == []
+
+
+async def test_made_up_request_id_is_refused(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    await click(act, slack, "copilot_approve", "f" * 32, BOB)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{BOB}")))
+    assert "don't know this request" in ephemeral_texts(slack, BOB)
+    assert inference.agent_requests == []
+
+
+async def test_requester_can_withdraw(act: BotUnderTest, slack: FakeSlack) -> None:
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_withdraw", rid, BOB)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{BOB}")))
+    assert has_buttons(slack)
+    await click(act, slack, "copilot_withdraw", rid, ALICE)
+    await slack.wait_for(lambda s: "Withdrawn by" in card_text(s))
+
+
+async def test_agent_error_event_fails_the_run_visibly(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    inference.agent_events([("error", json.dumps({"message": "dyno quota exceeded"})),
+                            ("done", "[DONE]")])
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Failed after" in card_text(s), timeout=10)
+    thread = " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
+    assert "dyno quota exceeded" in thread
+
+
+async def test_runbook_without_approval_runs_at_once(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    inference.agent_events([("message", agent_completion("No errors in the last 50 lines.")),
+                            ("done", "[DONE]")])
+    await run(act, slack, "logs app=shop lines=50")
+    await slack.wait_for(lambda s: bool(s.messages(CHANNEL)) and "Succeeded" in card_text(s),
+                         timeout=10)
+    assert "lines of shop" in inference.agent_requests[0].json["messages"][-1]["content"]
+
+
+async def test_channel_the_bot_is_not_in_tells_the_requester(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    slack.set_channel_error(CHANNEL, "not_in_channel")
+    await run(act, slack, "migrate app=shop-staging")
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
+    assert "/invite @copilot" in ephemeral_texts(slack, ALICE)
+    assert inference.agent_requests == []
+
+
+async def test_expiry_without_a_click_updates_the_card(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
+    settings = settings_for(slack, inference, redis_url, runbooks_file=str(path),
+                            copilot_sweep_interval=0.2)
+    async with serve(settings) as bot:
+        rid = await pending_card(bot, slack)
+        await slack.wait_for(lambda s: "Expired" in card_text(s), timeout=5)
+        assert not has_buttons(slack)
+        await click(bot, slack, "copilot_approve", rid, BOB)
+        await slack.wait_for(lambda s: bool(s.responses_to(f"click-{BOB}")))
+        assert "already expired" in ephemeral_texts(slack, BOB)
+    assert inference.agent_requests == []
+
+
+async def test_late_click_after_expiry_is_refused(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
+    settings = settings_for(slack, inference, redis_url, runbooks_file=str(path),
+                            copilot_sweep_interval=60)
+    async with serve(settings) as bot:
+        rid = await pending_card(bot, slack)
+        await asyncio.sleep(1.2)
+        await click(bot, slack, "copilot_approve", rid, BOB)
+        await slack.wait_for(lambda s: bool(s.responses_to(f"click-{BOB}")))
+        assert "expired" in ephemeral_texts(slack, BOB)
+        await slack.wait_for(lambda s: "Expired" in card_text(s))
+    assert inference.agent_requests == []
