@@ -1,8 +1,8 @@
 """Foreign failures become ``bot.errors``, here and nowhere else in this package.
 
+    httpx_sse.SSEError (not an SSE)    → InferenceStreamError
     httpx.TimeoutException             → InferenceTimeout
     any other httpx error              → InferenceUnavailable
-    httpx_sse.SSEError (not an SSE)    → InferenceStreamError
     HTTP 401/403 → InferenceAuthError, 429 → InferenceRateLimited,
     5xx → InferenceUnavailable, any other non-2xx → InferenceBadRequest
     an error sent inside a stream      → InferenceRateLimited or InferenceStreamError
@@ -43,12 +43,12 @@ def httpx_errors() -> Iterator[None]:
     """Translate httpx (and httpx-sse) exceptions raised inside the block."""
     try:
         yield
+    except SSEError as exc:  # first: it subclasses httpx.TransportError
+        raise InferenceStreamError(f"Heroku Inference did not stream events: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise InferenceTimeout(f"Heroku Inference timed out ({_name(exc)})") from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise InferenceUnavailable(f"Heroku Inference connection failed ({_name(exc)})") from exc
-    except SSEError as exc:
-        raise InferenceStreamError(f"Heroku Inference did not stream events: {exc}") from exc
 
 
 def status_error(response: httpx.Response) -> InferenceError:
@@ -103,7 +103,10 @@ def retry_after(headers: httpx.Headers) -> float | None:
         return seconds
     # Heroku limits requests and tokens separately; prefer the one that ran out.
     kinds = [k for k in ("requests", "tokens") if headers.get(f"x-ratelimit-remaining-{k}") == "0"]
-    resets = [parse_duration(headers.get(f"x-ratelimit-reset-{k}", "")) for k in kinds or ("requests", "tokens")]
+    resets = [
+        parse_duration(headers.get(f"x-ratelimit-reset-{k}", ""))
+        for k in kinds or ("requests", "tokens")
+    ]
     known = [r for r in resets if r is not None]
     return max(known) if known else None
 
