@@ -80,13 +80,13 @@ async def _socket_mode(runtime: Runtime, stop: asyncio.Event) -> None:
     handler = AsyncSocketModeHandler(
         runtime.bolt, app_token.get_secret_value(), web_client=runtime.slack
     )
-    await handler.connect_async()
+    await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack in Socket Mode")
     try:
         await stop.wait()
     finally:
         with contextlib.suppress(Exception):
-            await handler.close_async()
+            await handler.close_async()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

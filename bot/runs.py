@@ -144,7 +144,7 @@ class RunService:
             return
         refusal = await self._refusal(record, user, action)
         if refusal:
-            await self._requests.audit("click_refused", id=record.id, user=user, action=action)
+            await self._requests.audit("click_refused", id=record.id, user=user, button=action)
             await respond(refusal)
             return
         target = {

@@ -53,8 +53,19 @@ def redis_server() -> Iterator[str]:
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="copilot-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -109,9 +120,15 @@ class BotUnderTest:
     http: httpx.AsyncClient
     _events: int = field(default=0)
 
-    async def post(self, body: str, content_type: str, *, signed: bool = True,
-                   timestamp: int | None = None, headers: dict[str, str] | None = None,
-                   ) -> httpx.Response:
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        signed: bool = True,
+        timestamp: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         ts = str(timestamp if timestamp is not None else int(time.time()))
         sent = {"content-type": content_type, "x-slack-request-timestamp": ts}
         if signed:
@@ -120,13 +137,22 @@ class BotUnderTest:
         sent.update(headers or {})
         return await self.http.post(f"{self.url}/slack/events", content=body, headers=sent)
 
-    async def event(self, event: dict[str, Any], *, event_id: str | None = None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+    async def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         self._events += 1
         body = {
-            "token": "legacy", "team_id": "T0TEAM", "api_app_id": "A0APP",
-            "type": "event_callback", "event_id": event_id or f"Ev{self._events:08d}",
-            "event_time": int(time.time()), "event": event,
+            "token": "legacy",
+            "team_id": "T0TEAM",
+            "api_app_id": "A0APP",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{self._events:08d}",
+            "event_time": int(time.time()),
+            "event": event,
         }
         return await self.post(json.dumps(body), "application/json", headers=headers)
 
@@ -138,8 +164,9 @@ class BotUnderTest:
         return await self.post(body, "application/x-www-form-urlencoded")
 
 
-def settings_for(slack: FakeSlack, inference: FakeInference, redis_url: str | None,
-                 **overrides: Any) -> Any:
+def settings_for(
+    slack: FakeSlack, inference: FakeInference, redis_url: str | None, **overrides: Any
+) -> Any:
     values: dict[str, Any] = {
         "slack_bot_token": BOT_TOKEN,
         "slack_signing_secret": SIGNING_SECRET,
@@ -166,7 +193,7 @@ async def bot(bot_settings: Any) -> AsyncIterator[BotUnderTest]:
         yield served
 
 
-class serve:  # noqa: N801 - used like a function: ``async with serve(settings) as bot``
+class serve:
     def __init__(self, settings: Any) -> None:
         self._settings = settings
 

@@ -14,25 +14,49 @@ USER = "U0ALICE"
 
 
 def mention(text: str, ts: str, *, thread_ts: str | None = None) -> dict[str, Any]:
-    event = {"type": "app_mention", "user": USER, "text": f"<@U0BOT> {text}", "ts": ts,
-             "channel": CHANNEL, "team": "T0TEAM", "event_ts": ts}
+    event = {
+        "type": "app_mention",
+        "user": USER,
+        "text": f"<@U0BOT> {text}",
+        "ts": ts,
+        "channel": CHANNEL,
+        "team": "T0TEAM",
+        "event_ts": ts,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
 
 
-def channel_message(text: str, ts: str, *, thread_ts: str | None = None,
-                    user: str = USER) -> dict[str, Any]:
-    event = {"type": "message", "channel_type": "channel", "user": user, "text": text, "ts": ts,
-             "channel": CHANNEL, "team": "T0TEAM", "event_ts": ts}
+def channel_message(
+    text: str, ts: str, *, thread_ts: str | None = None, user: str = USER
+) -> dict[str, Any]:
+    event = {
+        "type": "message",
+        "channel_type": "channel",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "channel": CHANNEL,
+        "team": "T0TEAM",
+        "event_ts": ts,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
 
 
 def dm(text: str, ts: str) -> dict[str, Any]:
-    return {"type": "message", "channel_type": "im", "user": USER, "text": text, "ts": ts,
-            "channel": "D0ALICE", "team": "T0TEAM", "event_ts": ts}
+    return {
+        "type": "message",
+        "channel_type": "im",
+        "user": USER,
+        "text": text,
+        "ts": ts,
+        "channel": "D0ALICE",
+        "team": "T0TEAM",
+        "event_ts": ts,
+    }
 
 
 def answer_in(slack: FakeSlack, channel: str, thread_ts: str) -> str:
@@ -42,9 +66,12 @@ def answer_in(slack: FakeSlack, channel: str, thread_ts: str) -> str:
 def stream_finished(channel: str, thread_ts: str):  # type: ignore[no-untyped-def]
     def check(slack: FakeSlack) -> bool:
         msgs = slack.messages(channel, thread_ts)
-        return bool(msgs) and not any(m.streaming and not m.stream_stopped for m in msgs) and any(
-            c.method in ("chat.stopStream", "chat.update") for c in slack.calls
+        return (
+            bool(msgs)
+            and not any(m.streaming and not m.stream_stopped for m in msgs)
+            and any(c.method in ("chat.stopStream", "chat.update") for c in slack.calls)
         )
+
     return check
 
 
@@ -64,9 +91,11 @@ async def test_mention_is_answered_in_its_thread_with_native_streaming(
 
     start = slack.calls_to("chat.startStream")[0].params
     assert start["thread_ts"] == "100.1"
-    assert start["recipient_user_id"] == USER and start["recipient_team_id"] == "T0TEAM"
+    assert start["recipient_user_id"] == USER
+    assert start["recipient_team_id"] == "T0TEAM"
     body = inference.chat_requests[0].json
-    assert body["stream"] is True and body["model"] == "claude-4-5-sonnet"
+    assert body["stream"] is True
+    assert body["model"] == "claude-4-5-sonnet"
     assert body["messages"][-1] == {"role": "user", "content": "how do I roll back?"}
     assert inference.chat_requests[0].headers["authorization"] == "Bearer inf-test"
 
@@ -161,7 +190,8 @@ async def test_falls_back_to_editing_when_streaming_is_refused(
     await wait_answer(slack, CHANNEL, "700.1", answer)
     assert slack.count("chat.update") >= 1
     [message] = slack.messages(CHANNEL, "700.1")
-    assert message.blocks and message.blocks[0]["type"] == "markdown"
+    assert message.blocks
+    assert message.blocks[0]["type"] == "markdown"
 
 
 async def test_long_answer_continues_in_more_messages_and_nothing_is_cut(
@@ -191,14 +221,21 @@ async def test_expired_stream_continues_in_a_new_message(
 async def test_forged_or_stale_requests_get_401_and_do_nothing(
     bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
 ) -> None:
-    body = json.dumps({"type": "event_callback", "event_id": "Ev1", "team_id": "T0TEAM",
-                       "event": mention("hack", "1000.1")})
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "event_id": "Ev1",
+            "team_id": "T0TEAM",
+            "event": mention("hack", "1000.1"),
+        }
+    )
     forged = await bot.post(body, "application/json", headers={"x-slack-signature": "v0=bad"})
     unsigned = await bot.post(body, "application/json", signed=False)
     stale = await bot.post(body, "application/json", timestamp=1_000_000_000)
     assert [forged.status_code, unsigned.status_code, stale.status_code] == [401, 401, 401]
     await asyncio.sleep(0.2)
-    assert inference.chat_requests == [] and slack.messages() == []
+    assert inference.chat_requests == []
+    assert slack.messages() == []
 
 
 async def test_healthz_reports_redis(bot: BotUnderTest) -> None:

@@ -21,14 +21,22 @@ def run_bot(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Compl
     clean.update(env, PYTHONPATH=str(ROOT))
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+        env=clean,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
 @pytest.mark.parametrize(
     ("missing", "hint"),
-    [("SLACK_BOT_TOKEN", "xoxb-"), ("INFERENCE_KEY", "heroku-inference"),
-     ("SLACK_SIGNING_SECRET", "Signing Secret")],
+    [
+        ("SLACK_BOT_TOKEN", "xoxb-"),
+        ("INFERENCE_KEY", "heroku-inference"),
+        ("SLACK_SIGNING_SECRET", "Signing Secret"),
+    ],
 )
 def test_missing_required_value_stops_with_one_line(
     tmp_path: Path, missing: str, hint: str
@@ -38,7 +46,8 @@ def test_missing_required_value_stops_with_one_line(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert missing in lines[0] and hint in lines[0]
+    assert missing in lines[0]
+    assert hint in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -52,7 +61,8 @@ def test_malformed_value_names_the_variable(tmp_path: Path) -> None:
 def test_bad_token_shape_is_refused_without_echoing_it(tmp_path: Path) -> None:
     result = run_bot({**BASE_ENV, "SLACK_BOT_TOKEN": "xoxp-user-token-oops"}, tmp_path)
     assert result.returncode == 2
-    assert "SLACK_BOT_TOKEN" in result.stderr and "xoxb-" in result.stderr
+    assert "SLACK_BOT_TOKEN" in result.stderr
+    assert "xoxb-" in result.stderr
     assert "xoxp-user-token-oops" not in result.stderr
 
 
@@ -65,8 +75,11 @@ def test_socket_mode_needs_no_signing_secret() -> None:
 
 
 def test_secrets_never_appear_in_repr() -> None:
-    settings = load_settings(_env_file=None, **{k.lower(): v for k, v in BASE_ENV.items()},
-                             redis_url="rediss://:hunter2@example:6379")
+    settings = load_settings(
+        _env_file=None,
+        **{k.lower(): v for k, v in BASE_ENV.items()},
+        redis_url="rediss://:hunter2@example:6379",
+    )
     shown = repr(settings) + str(settings)
     for secret in [*BASE_ENV.values(), "hunter2"]:
         assert secret not in shown

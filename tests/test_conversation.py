@@ -8,7 +8,8 @@ def test_prompt_keeps_recent_history_within_budget_and_always_the_question() -> 
     assert messages[0]["role"] == "system"
     assert messages[-1] == {"role": "user", "content": "the question"}
     contents = " ".join(m["content"] for m in messages[1:])
-    assert "q8" in contents and "q0" not in contents  # newest kept, oldest dropped
+    assert "q8" in contents
+    assert "q0" not in contents
 
 
 def test_question_longer_than_budget_is_still_sent() -> None:

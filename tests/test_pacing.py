@@ -42,7 +42,11 @@ async def test_pending_text_is_delivered_before_an_error() -> None:
         raise RuntimeError("boom")
 
     got: list[str] = []
-    with pytest.raises(RuntimeError):
+
+    async def consume() -> None:
         async for batch in paced(failing(), interval=10.0):
             got.append(batch)
+
+    with pytest.raises(RuntimeError):
+        await consume()
     assert "".join(got) == "ab"

@@ -6,7 +6,10 @@ from bot.redact import MASK, mask
 @pytest.mark.parametrize(
     ("raw", "secret"),
     [
-        ("DATABASE_URL=postgres://u8a:p4ssw0rdXYZ@ec2-1-2-3-4.compute.amazonaws.com:5432/d1", "p4ssw0rdXYZ"),
+        (
+            "DATABASE_URL=postgres://u8a:p4ssw0rdXYZ@ec2-1-2-3-4.compute.amazonaws.com:5432/d1",
+            "p4ssw0rdXYZ",
+        ),
         ("redis url rediss://:s3cretpassword@host:6379", "s3cretpassword"),
         ("token xoxb-1234567890-abcdefghij", "1234567890-abcdefghij"),
         ("INFERENCE_KEY: inf-0123456789abcdef", "0123456789abcdef"),
@@ -29,4 +32,7 @@ def test_ordinary_output_is_untouched() -> None:
 
 
 def test_host_of_a_masked_url_stays_readable() -> None:
-    assert mask("postgres://user:pw1234@db.example.com/x") == f"postgres://user:{MASK}@db.example.com/x"
+    assert (
+        mask("postgres://user:pw1234@db.example.com/x")
+        == f"postgres://user:{MASK}@db.example.com/x"
+    )

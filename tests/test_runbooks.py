@@ -10,7 +10,7 @@ from bot.errors import ConfigError, RequestRefused
 from bot.run_command import parse
 from bot.runbooks import Catalog, agent_body, load_catalog
 
-SAMPLE = '''
+SAMPLE = """
 [policy]
 approvers = ["U0BOB", "S0OPS"]
 approval_ttl_seconds = 600
@@ -51,7 +51,7 @@ pattern = "^[0-9]{1,4}$"
 [[runbooks.logs.tools]]
 type = "mcp"
 name = "mcp-logs/tail"
-'''
+"""
 
 
 @pytest.fixture
@@ -116,7 +116,10 @@ def test_rendered_body_takes_values_only_in_placeholders(catalog: Catalog) -> No
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("choices = [", "choicez = ["), ":12: runbook 'migrate', key 'params.app.choicez': unknown key"),
+        (
+            ("choices = [", "choicez = ["),
+            ":12: runbook 'migrate', key 'params.app.choicez': unknown key",
+        ),
         (("{app} and", "{ap} and"), "runbook 'migrate'"),
         (('pattern = "^[0-9]{1,4}$"', 'pattern = "^[0-9"'), "not a valid regular expression"),
         (("approval_ttl_seconds = 600", "approval_ttl_seconds = -1"), "approval_ttl_seconds"),

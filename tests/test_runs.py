@@ -33,23 +33,37 @@ async def act(
 
 async def run(bot: BotUnderTest, slack: FakeSlack, text: str, user: str = ALICE) -> Any:
     response = await bot.command(
-        command="/run", text=text, user_id=user, team_id="T0TEAM", channel_id=CHANNEL,
-        response_url=slack.response_url(f"cmd-{user}"), trigger_id="1.2",
+        command="/run",
+        text=text,
+        user_id=user,
+        team_id="T0TEAM",
+        channel_id=CHANNEL,
+        response_url=slack.response_url(f"cmd-{user}"),
+        trigger_id="1.2",
     )
     assert response.status_code == 200
     return response
 
 
-async def click(bot: BotUnderTest, slack: FakeSlack, action_id: str, value: str,
-                user: str) -> None:
+async def click(bot: BotUnderTest, slack: FakeSlack, action_id: str, value: str, user: str) -> None:
     card = slack.messages(CHANNEL)[0] if slack.messages(CHANNEL) else None
     payload = {
-        "type": "block_actions", "user": {"id": user, "team_id": "T0TEAM"},
-        "team": {"id": "T0TEAM"}, "channel": {"id": CHANNEL},
+        "type": "block_actions",
+        "user": {"id": user, "team_id": "T0TEAM"},
+        "team": {"id": "T0TEAM"},
+        "channel": {"id": CHANNEL},
         "container": {"type": "message", "message_ts": card.ts if card else "0"},
-        "response_url": slack.response_url(f"click-{user}"), "trigger_id": "1.3",
-        "actions": [{"action_id": action_id, "block_id": f"run:{value}", "value": value,
-                     "type": "button", "action_ts": "1.4"}],
+        "response_url": slack.response_url(f"click-{user}"),
+        "trigger_id": "1.3",
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": f"run:{value}",
+                "value": value,
+                "type": "button",
+                "action_ts": "1.4",
+            }
+        ],
     }
     response = await bot.action(payload)
     assert response.status_code == 200
@@ -87,14 +101,24 @@ async def pending_card(bot: BotUnderTest, slack: FakeSlack) -> str:
 
 
 def migrate_events() -> list[tuple[str, str]]:
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "dyno_run_command", "arguments": "{}"}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "dyno_run_command", "arguments": "{}"},
+    }
     return [
-        ("message", agent_completion("Running migrations.", tool_calls=[call],
-                                     finish_reason="tool_calls")),
-        ("message", agent_tool_result(
-            "call_1", "dyno_run_command",
-            "Applied 3 migrations. DATABASE_URL=postgres://u:hunter22@db.internal:5432/x")),
+        (
+            "message",
+            agent_completion("Running migrations.", tool_calls=[call], finish_reason="tool_calls"),
+        ),
+        (
+            "message",
+            agent_tool_result(
+                "call_1",
+                "dyno_run_command",
+                "Applied 3 migrations. DATABASE_URL=postgres://u:hunter22@db.internal:5432/x",
+            ),
+        ),
         ("message", agent_completion("All 3 migrations applied to shop-staging.")),
         ("done", "[DONE]"),
     ]
@@ -107,8 +131,10 @@ async def test_help_lists_runbooks_only_to_the_requester(
     await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
     [reply] = slack.responses_to(f"cmd-{ALICE}")
     assert reply["response_type"] == "ephemeral"
-    assert "`migrate`" in reply["text"] and "needs approval" in reply["text"]
-    assert "shop-staging | shop-production" in reply["text"] and "runs at once" in reply["text"]
+    assert "`migrate`" in reply["text"]
+    assert "needs approval" in reply["text"]
+    assert "shop-staging | shop-production" in reply["text"]
+    assert "runs at once" in reply["text"]
     assert slack.messages(CHANNEL) == []
 
 
@@ -118,7 +144,8 @@ async def test_refused_value_starts_nothing(
     await run(act, slack, "migrate app=shop-evil")
     await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
     assert "must be one of shop-staging, shop-production" in ephemeral_texts(slack, ALICE)
-    assert slack.messages(CHANNEL) == [] and inference.agent_requests == []
+    assert slack.messages(CHANNEL) == []
+    assert inference.agent_requests == []
 
 
 async def test_approved_run_sends_the_exact_body_and_streams_progress(
@@ -127,8 +154,11 @@ async def test_approved_run_sends_the_exact_body_and_streams_progress(
     inference.agent_events(migrate_events())
     rid = await pending_card(act, slack)
     text = card_text(slack)
-    assert ALICE in text and "migrate" in text and "shop-staging" in text
-    assert "python manage.py migrate" in text and "Approve" in text
+    assert ALICE in text
+    assert "migrate" in text
+    assert "shop-staging" in text
+    assert "python manage.py migrate" in text
+    assert "Approve" in text
     assert inference.agent_requests == []
 
     await click(act, slack, "copilot_approve", rid, BOB)
@@ -139,12 +169,17 @@ async def test_approved_run_sends_the_exact_body_and_streams_progress(
     assert request.json["tools"][0]["runtime_params"]["tool_params"]["cmd"] == (
         "python manage.py migrate"
     )
-    assert request.json["messages"][-1]["content"].endswith("on shop-staging and summarize the output.")
+    assert request.json["messages"][-1]["content"].endswith(
+        "on shop-staging and summarize the output."
+    )
     thread = " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
-    assert "dyno_run_command" in thread and "Applied 3 migrations" in thread
+    assert "dyno_run_command" in thread
+    assert "Applied 3 migrations" in thread
     assert "All 3 migrations applied to shop-staging." in thread
-    assert "hunter22" not in thread and "hunter22" not in json.dumps([c.params for c in slack.calls])
-    assert not has_buttons(slack) and BOB in card_text(slack)
+    assert "hunter22" not in thread
+    assert "hunter22" not in json.dumps([c.params for c in slack.calls])
+    assert not has_buttons(slack)
+    assert BOB in card_text(slack)
     audit = redis.Redis.from_url(act.runtime.settings.redis_url.get_secret_value())  # type: ignore[union-attr]
     actions = [e[1][b"action"] for e in audit.xrange("copilot:audit")]
     audit.close()
@@ -161,7 +196,8 @@ async def test_self_approval_and_outsiders_are_refused(
     await slack.wait_for(lambda s: bool(s.responses_to(f"click-{ALICE}")))
     assert "your own request" in ephemeral_texts(slack, ALICE)
     assert "not an approver" in ephemeral_texts(slack, MALLORY)
-    assert has_buttons(slack) and inference.agent_requests == []
+    assert has_buttons(slack)
+    assert inference.agent_requests == []
 
 
 async def test_user_group_member_may_approve(
@@ -180,8 +216,9 @@ async def test_concurrent_approvals_start_exactly_one_run(
     inference.agent_events(migrate_events())
     inference.agent_events(migrate_events())
     rid = await pending_card(act, slack)
-    await asyncio.gather(*(click(act, slack, "copilot_approve", rid, who)
-                           for who in (BOB, BOB, CAROL, BOB, CAROL)))
+    await asyncio.gather(
+        *(click(act, slack, "copilot_approve", rid, who) for who in (BOB, BOB, CAROL, BOB, CAROL))
+    )
     await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
     await asyncio.sleep(0.3)
     assert len(inference.agent_requests) == 1
@@ -221,8 +258,9 @@ async def test_requester_can_withdraw(act: BotUnderTest, slack: FakeSlack) -> No
 async def test_agent_error_event_fails_the_run_visibly(
     act: BotUnderTest, slack: FakeSlack, inference: FakeInference
 ) -> None:
-    inference.agent_events([("error", json.dumps({"message": "dyno quota exceeded"})),
-                            ("done", "[DONE]")])
+    inference.agent_events(
+        [("error", json.dumps({"message": "dyno quota exceeded"})), ("done", "[DONE]")]
+    )
     rid = await pending_card(act, slack)
     await click(act, slack, "copilot_approve", rid, BOB)
     await slack.wait_for(lambda s: "Failed after" in card_text(s), timeout=10)
@@ -233,11 +271,13 @@ async def test_agent_error_event_fails_the_run_visibly(
 async def test_runbook_without_approval_runs_at_once(
     act: BotUnderTest, slack: FakeSlack, inference: FakeInference
 ) -> None:
-    inference.agent_events([("message", agent_completion("No errors in the last 50 lines.")),
-                            ("done", "[DONE]")])
+    inference.agent_events(
+        [("message", agent_completion("No errors in the last 50 lines.")), ("done", "[DONE]")]
+    )
     await run(act, slack, "logs app=shop lines=50")
-    await slack.wait_for(lambda s: bool(s.messages(CHANNEL)) and "Succeeded" in card_text(s),
-                         timeout=10)
+    await slack.wait_for(
+        lambda s: bool(s.messages(CHANNEL)) and "Succeeded" in card_text(s), timeout=10
+    )
     assert "lines of shop" in inference.agent_requests[0].json["messages"][-1]["content"]
 
 
@@ -256,15 +296,16 @@ async def test_expiry_without_a_click_updates_the_card(
 ) -> None:
     path = tmp_path / "runbooks.toml"
     path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
-    settings = settings_for(slack, inference, redis_url, runbooks_file=str(path),
-                            copilot_sweep_interval=0.2)
+    settings = settings_for(
+        slack, inference, redis_url, runbooks_file=str(path), copilot_sweep_interval=0.2
+    )
     async with serve(settings) as bot:
         rid = await pending_card(bot, slack)
         await slack.wait_for(lambda s: "Expired" in card_text(s), timeout=5)
         assert not has_buttons(slack)
         await click(bot, slack, "copilot_approve", rid, BOB)
         await slack.wait_for(lambda s: bool(s.responses_to(f"click-{BOB}")))
-        assert "already expired" in ephemeral_texts(slack, BOB)
+        assert "expired before your click; nothing ran" in ephemeral_texts(slack, BOB)
     assert inference.agent_requests == []
 
 
@@ -273,8 +314,9 @@ async def test_late_click_after_expiry_is_refused(
 ) -> None:
     path = tmp_path / "runbooks.toml"
     path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
-    settings = settings_for(slack, inference, redis_url, runbooks_file=str(path),
-                            copilot_sweep_interval=60)
+    settings = settings_for(
+        slack, inference, redis_url, runbooks_file=str(path), copilot_sweep_interval=60
+    )
     async with serve(settings) as bot:
         rid = await pending_card(bot, slack)
         await asyncio.sleep(1.2)

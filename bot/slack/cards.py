@@ -91,6 +91,17 @@ def _targets(body: dict[str, Any]) -> set[str]:
 
 
 def _status(record: RunRecord) -> str:
+    line = _state_line(record)
+    approver = record.by("approved")
+    if record.needs_approval and approver and record.state in _AFTER_APPROVAL:
+        line += f" · approved by <@{approver}>"
+    return line
+
+
+_AFTER_APPROVAL = {"running", "succeeded", "failed", "cancelled"}
+
+
+def _state_line(record: RunRecord) -> str:
     state = record.state
     template = _STATE_LINES.get(state, state)
     by = record.by(state) or record.by("approved") or ""

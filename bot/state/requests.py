@@ -126,8 +126,8 @@ class RequestStore:
         async with redis_errors():
             await self._redis.zrem(keys.pending_requests(), request_id)
 
-    async def audit(self, action: str, **fields: str) -> None:
-        entry: dict[Any, Any] = {"action": action, "at": repr(time.time()), **fields}
+    async def audit(self, what: str, **fields: str) -> None:
+        entry: dict[Any, Any] = {**fields, "action": what, "at": repr(time.time())}
         async with redis_errors():
             await self._redis.xadd(
                 keys.audit_log(), entry, maxlen=keys.AUDIT_MAXLEN, approximate=True
