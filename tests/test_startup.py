@@ -28,9 +28,9 @@ class BotProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
 
-    async def wait_for_line(self, needle: str, timeout: float = 15) -> str:
+    async def wait_for_line(self, needle: str, within: float = 15) -> str:
         assert self.proc.stderr is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 raw = await self.proc.stderr.readline()
                 if not raw:
