@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
+from bot.proposals import Copilot
 from bot.runbooks import Catalog, load_catalog
 from bot.runs import RunService
 from bot.slack import commands, listeners
@@ -99,9 +100,12 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     await _check_store(store)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-    ask = AskService(store, _inference(settings, http), Replier(slack), _ask_settings(settings))
-    bolt = _bolt_app(settings, identity, token)
     runs = _run_service(settings, catalog, client, slack, http)
+    copilot = Copilot(catalog, runs.propose_for)
+    ask = AskService(
+        store, _inference(settings, http), Replier(slack), _ask_settings(settings), copilot
+    )
+    bolt = _bolt_app(settings, identity, token)
     inflight = InFlight()
     listeners.register(bolt, ask, slack, identity, inflight)
     commands.register(bolt, runs, inflight)

@@ -13,13 +13,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot import notices
-from bot.conversation import Question, Turn, prompt_messages
+from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
 from bot.errors import BotError, InferenceError, SlackError
-from bot.inference import Finish, InferenceClient, TextDelta, Usage
+from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
 from bot.pacing import paced
+from bot.proposals import Asker, Copilot, ToolCalls
 from bot.slack.reply import Place, Replier, ThreadReply
 from bot.state import ThreadStore, keys
 
@@ -32,6 +33,7 @@ class Outcome:
 
     finish: str | None = None
     usage: Usage | None = None
+    tool_calls: ToolCalls = field(default_factory=ToolCalls)
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,13 @@ class AskService:
         inference: InferenceClient,
         replier: Replier,
         settings: AskSettings,
+        copilot: Copilot | None = None,
     ) -> None:
         self._store = store
         self._inference = inference
         self._replier = replier
         self._settings = settings
+        self._copilot = copilot
 
     async def submit(self, question: Question, dedupe: Sequence[str]) -> None:
         """Queue a question unless it is a duplicate delivery, then answer what is queued."""
@@ -93,9 +97,12 @@ class AskService:
         started = time.monotonic()
         history = await self._store.history(thread)
         messages = prompt_messages(
-            history, question.text, budget_chars=self._settings.history_chars
+            history,
+            question.text,
+            budget_chars=self._settings.history_chars,
+            system=self._system_prompt(),
         )
-        outcome = await self._stream_answer(reply, messages)
+        outcome = await self._stream_answer(reply, messages, question)
         await self._store.remember(
             thread, Turn("user", question.text), Turn("assistant", reply.text)
         )
@@ -109,9 +116,16 @@ class AskService:
             },
         )
 
-    async def _stream_answer(self, reply: ThreadReply, messages: list[dict[str, str]]) -> Outcome:
+    def _system_prompt(self) -> str:
+        extra = self._copilot.prompt() if self._copilot else ""
+        return f"{SYSTEM_PROMPT}\n\n{extra}" if extra else SYSTEM_PROMPT
+
+    async def _stream_answer(
+        self, reply: ThreadReply, messages: list[dict[str, str]], question: Question
+    ) -> Outcome:
         outcome = Outcome()
-        texts = _texts(self._inference.stream_chat(messages), outcome)
+        tools = self._copilot.tools() if self._copilot else None
+        texts = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
         try:
             async for batch in paced(texts, self._settings.update_interval):
                 await reply.write(batch)
@@ -121,6 +135,10 @@ class AskService:
             return outcome
         if outcome.finish == "length":
             await reply.write("\n\n" + notices.LENGTH_LIMIT)
+        if outcome.tool_calls and self._copilot:
+            asker = Asker(question.user, question.team, question.channel, question.thread_ts)
+            notes = await self._copilot.act_on(outcome.tool_calls, asker)
+            await reply.write(("\n\n" if reply.text else "") + "\n".join(notes))
         await reply.finish()
         return outcome
 
@@ -133,6 +151,8 @@ async def _texts(events: AsyncIterator[object], outcome: Outcome) -> AsyncIterat
             outcome.finish = event.reason
         elif isinstance(event, Usage):
             outcome.usage = event
+        elif isinstance(event, ToolCallDelta):
+            outcome.tool_calls.add(event)
 
 
 @contextlib.asynccontextmanager

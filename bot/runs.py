@@ -27,6 +27,7 @@ from bot.inference import (
     AgentUnknown,
 )
 from bot.notices import describe
+from bot.proposals import Asker
 from bot.run_command import Invocation, parse
 from bot.runbooks import Catalog, agent_body
 from bot.slack import cards
@@ -71,19 +72,33 @@ class RunService:
     async def request(self, who: Requester, text: str) -> RunRecord:
         """Check policy and input, post the card, and start at once if no approval is due."""
         self._check_policy(who)
-        invocation = parse(text, self.catalog)
-        record = await self._store_new(who, invocation)
+        record = await self._open(who, parse(text, self.catalog), thread_ts="", proposed=False)
+        if record.state == "approved":
+            await self.execute(record, by=who.user)
+        return record
+
+    async def propose(self, who: Requester, invocation: Invocation, thread_ts: str) -> RunRecord:
+        """A card for a runbook the model suggested: it always waits for a person's click."""
+        self._check_policy(who)
+        return await self._open(who, invocation, thread_ts=thread_ts, proposed=True)
+
+    async def _open(
+        self, who: Requester, invocation: Invocation, *, thread_ts: str, proposed: bool
+    ) -> RunRecord:
+        record = await self._store_new(who, invocation, thread_ts=thread_ts, proposed=proposed)
         await self._requests.audit(
-            "requested",
+            "proposed" if proposed else "requested",
             id=record.id,
             user=who.user,
             runbook=record.runbook,
             channel=who.channel,
             values=_values_line(record),
         )
-        if not record.needs_approval:
-            await self.execute(record, by=who.user)
         return record
+
+    async def propose_for(self, asker: Asker, invocation: Invocation) -> RunRecord:
+        who = Requester(user=asker.user, team=asker.team, channel=asker.channel)
+        return await self.propose(who, invocation, asker.thread_ts)
 
     def _check_policy(self, who: Requester) -> None:
         policy = self.catalog.policy
@@ -93,8 +108,11 @@ class RunService:
             allowed = ", ".join(f"<#{c}>" for c in policy.channels)
             raise RequestRefused(f"`/run` works only in {allowed}.")
 
-    async def _store_new(self, who: Requester, invocation: Invocation) -> RunRecord:
+    async def _store_new(
+        self, who: Requester, invocation: Invocation, *, thread_ts: str, proposed: bool
+    ) -> RunRecord:
         runbook = self.catalog.runbooks[invocation.runbook]
+        waits = runbook.approval or proposed
         now = time.time()
         record = RunRecord(
             id=new_id(),
@@ -103,6 +121,7 @@ class RunService:
             team=who.team,
             channel=who.channel,
             card_ts="",
+            thread_ts=thread_ts,
             values=invocation.values,
             body=agent_body(runbook, invocation.values, self._model),
             approvers=self.catalog.approvers_for(invocation.runbook),
@@ -110,7 +129,7 @@ class RunService:
             needs_approval=runbook.approval,
             created_at=now,
             expires_at=now + self.catalog.policy.approval_ttl_seconds,
-            state="pending" if runbook.approval else "approved",
+            state="pending" if waits else "approved",
             fields={"description": runbook.description, "by_approved": who.user},
         )
         await self._requests.create(record)
@@ -123,7 +142,10 @@ class RunService:
         try:
             async with slack_errors("chat.postMessage"):
                 response = await self._slack.chat_postMessage(
-                    channel=record.channel, blocks=card_blocks, text=text
+                    channel=record.channel,
+                    thread_ts=record.thread_ts or None,
+                    blocks=card_blocks,
+                    text=text,
                 )
         except SlackError as exc:
             await self._requests.move(record.id, record.state, "failed", "system")
@@ -212,7 +234,7 @@ class RunService:
         await self._requests.audit("run_started", id=record.id, user=by, runbook=record.runbook)
         current = await self._requests.get(record.id) or record
         await self._update_card(current)
-        progress = RunProgress(self._slack, record.channel, record.card_ts)
+        progress = RunProgress(self._slack, record.channel, record.run_thread)
         outcome, note = await self._watch(record, progress)
         if outcome != "cancelled":
             await self._requests.move(record.id, "running", outcome, by)

@@ -176,6 +176,8 @@ def settings_for(
         "redis_url": redis_url,
         "copilot_update_interval": 0.05,
         "copilot_idle_timeout": 2.0,
+        # No runbooks unless a test brings its own file.
+        "runbooks_file": "/nonexistent/runbooks.toml",
         "_env_file": None,
     }
     values.update(overrides)

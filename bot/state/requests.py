@@ -44,6 +44,7 @@ class RunRecord:
     team: str
     channel: str
     card_ts: str
+    thread_ts: str  # the thread the card was posted in, or "" for a card in the channel
     values: dict[str, str]
     body: dict[str, Any]
     approvers: list[str]
@@ -53,6 +54,11 @@ class RunRecord:
     expires_at: float
     state: str
     fields: dict[str, str]
+
+    @property
+    def run_thread(self) -> str:
+        """Where the run's progress goes: the card's own thread, or the thread it sits in."""
+        return self.thread_ts or self.card_ts
 
     def by(self, state: str) -> str | None:
         return self.fields.get(f"by_{state}")
@@ -79,6 +85,7 @@ class RequestStore:
             "team": record.team,
             "channel": record.channel,
             "card_ts": record.card_ts,
+            "thread_ts": record.thread_ts,
             "values": json.dumps(record.values),
             "body": json.dumps(record.body),
             "approvers": json.dumps(record.approvers),
@@ -149,6 +156,7 @@ def _record(request_id: str, f: dict[str, str]) -> RunRecord:
         team=f.get("team", ""),
         channel=f.get("channel", ""),
         card_ts=f.get("card_ts", ""),
+        thread_ts=f.get("thread_ts", ""),
         values=json.loads(f.get("values", "{}")),
         body=json.loads(f.get("body", "{}")),
         approvers=json.loads(f.get("approvers", "[]")),
