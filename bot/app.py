@@ -26,6 +26,7 @@ from bot.proposals import Copilot
 from bot.runbooks import Catalog, load_catalog
 from bot.runs import RunService
 from bot.slack import commands, listeners
+from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
 from bot.slack.events import Identity
 from bot.slack.reply import Replier
@@ -89,8 +90,7 @@ async def resolve_identity(client: AsyncWebClient) -> Identity:
 async def build_runtime(settings: Settings) -> Runtime:
     catalog = load_catalog(settings.runbooks_file)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    slack = web_client(token, settings.slack_api_url)
-    identity = await resolve_identity(slack)
+    identity = await resolve_identity(web_client(token, settings.slack_api_url))
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     client = connect(redis_url)
     store = ThreadStore(
@@ -99,12 +99,13 @@ async def build_runtime(settings: Settings) -> Runtime:
         history_turns=settings.copilot_history_turns,
     )
     await _check_store(store)
+    budget = SlackBudget(client, identity.team_id)
+    slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget))
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
     runs = _run_service(settings, catalog, client, slack, http)
     copilot = Copilot(catalog, runs.propose_for)
-    ask = AskService(
-        store, _inference(settings, http), Replier(slack), _ask_settings(settings), copilot
-    )
+    replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
+    ask = AskService(store, _inference(settings, http), replier, _ask_settings(settings), copilot)
     bolt = _bolt_app(settings, identity, token)
     inflight = InFlight()
     listeners.register(bolt, ask, slack, identity, inflight)

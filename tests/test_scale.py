@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,7 +63,7 @@ async def test_two_instances_decide_an_approval_once(
 
 
 @pytest.fixture
-def own_redis() -> Iterator[tuple[str, list[str]]]:
+def own_redis() -> tuple[str, list[str]]:
     """A redis-server this test may stop and start again on the same port."""
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="copilot-redis-restart-")
@@ -81,14 +80,18 @@ def own_redis() -> Iterator[tuple[str, list[str]]]:
         "--dir",
         workdir,
     ]
-    yield f"redis://127.0.0.1:{port}/0", argv
+    return f"redis://127.0.0.1:{port}/0", argv
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def test_redis_outage_is_reported_and_recovered_without_restart(
     slack: FakeSlack, inference: FakeInference, own_redis: tuple[str, list[str]]
 ) -> None:
     url, argv = own_redis
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _spawn(argv)
     try:
         _wait_for_redis(url)
         async with serve(settings_for(slack, inference, url)) as bot:
@@ -104,7 +107,7 @@ async def test_redis_outage_is_reported_and_recovered_without_restart(
                 lambda s: any("Redis" in m.body for m in s.messages(CHANNEL, "71.1")), timeout=15
             )
 
-            server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            server = _spawn(argv)
             _wait_for_redis(url)
             assert (await bot.http.get(f"{bot.url}/healthz")).status_code == 200
             inference.reply_text("after")

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -22,14 +23,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import SlackError
 
 
-def web_client(token: str | None, base_url: str) -> AsyncWebClient:
+def web_client(
+    token: str | None, base_url: str, rate_limits: AsyncRetryHandler | None = None
+) -> AsyncWebClient:
+    """A client that retries dropped connections, 5xx and 429 (``rate_limits`` decides how)."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
         timeout=15,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            rate_limits or AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ],
     )

@@ -10,6 +10,7 @@ what it already shows and the text goes on in a new message: nothing is dropped.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -17,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import SlackError
 from bot.markdown import fit, preview
 from bot.slack import blocks
+from bot.slack.budget import SlackBudget
 from bot.slack.calls import slack_errors
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,21 @@ class Replier:
     """Opens replies; remembers channels that refused native streaming, so we ask once."""
 
     client: AsyncWebClient
+    budget: SlackBudget | None = None
     limit_bytes: int = MESSAGE_LIMIT_BYTES
     native: bool = True
     no_stream_channels: set[str] = field(default_factory=set)
+    # Slack closes a native stream after about 5 minutes; move on before it does.
+    stream_max_age: float = 270.0
+    # Waiting longer than this for a chat.startStream slot, an answer edits a message instead.
+    start_wait: float = 1.0
+    # A mid-answer update that would wait longer than this is skipped; its text goes next time.
+    update_wait: float = 0.25
+
+    async def pace(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
+        if self.budget is None:
+            return True
+        return await self.budget.take(method, scope, max_wait)
 
     def open(self, place: Place) -> ThreadReply:
         return ThreadReply(self, place)
@@ -57,7 +71,9 @@ class ThreadReply:
         self._place = place
         self._native = replier.native and place.channel not in replier.no_stream_channels
         self._ts: str | None = None
+        self._opened = 0.0
         self._sent = ""
+        self._pending = ""
         self.text = ""
 
     async def begin(self) -> None:
@@ -69,32 +85,44 @@ class ThreadReply:
         self._ts = await self._post(blocks.thinking(), "Thinking…")
 
     async def write(self, text: str) -> None:
-        rest: str | None = text
-        while rest:
-            head, rest = fit(self._sent, rest, self._r.limit_bytes)
-            if head:
-                await self._append(head)
-                self.text += head
-            if rest is not None:
-                await self._close_message()
+        """Add text to the answer; it reaches Slack now, or with the next call if the
+        workspace's budget for this method is busy (text is coalesced, never dropped)."""
+        self.text += text
+        self._pending += text
+        await self._flush(wait=False)
 
     async def finish(self) -> None:
         if not self.text:
-            await self.write(EMPTY_ANSWER)
+            self.text = self._pending = EMPTY_ANSWER
+        await self._flush(wait=True)
         await self._close_message()
 
     async def fail(self, notice: str) -> None:
         """End the answer with a plain notice, keeping whatever was already written."""
-        await self.write(f"\n\n{notice}" if self._sent else notice)
-        await self._close_message()
+        addition = f"\n\n{notice}" if self.text else notice
+        self.text += addition
+        self._pending += addition
+        await self.finish()
 
-    async def _append(self, text: str) -> None:
+    async def _flush(self, *, wait: bool) -> None:
+        while self._pending:
+            head, rest = fit(self._sent, self._pending, self._r.limit_bytes)
+            if head and not await self._append(head, wait=wait):
+                return
+            self._pending = rest or ""
+            if rest is not None:
+                await self._close_message()
+
+    async def _append(self, text: str, *, wait: bool) -> bool:
+        if self._native and self._ts is not None and self._stream_too_old():
+            await self._close_message()
         if self._ts is None:
             await self._open_with(text)
-        elif self._native:
-            await self._append_native(text)
-        else:
-            await self._append_edit(text)
+            return True
+        max_wait = None if wait else self._r.update_wait
+        if self._native:
+            return await self._append_native(text, max_wait)
+        return await self._append_edit(text, max_wait)
 
     async def _open_with(self, text: str) -> None:
         if self._native and await self._start_stream(text):
@@ -104,7 +132,12 @@ class ThreadReply:
         self._ts = await self._post([blocks.markdown(text)], preview(text))
         self._sent = text
 
-    async def _append_native(self, text: str) -> None:
+    def _stream_too_old(self) -> bool:
+        return time.monotonic() - self._opened > self._r.stream_max_age
+
+    async def _append_native(self, text: str, max_wait: float | None) -> bool:
+        if not await self._r.pace("chat.appendStream", max_wait=max_wait):
+            return False
         try:
             async with slack_errors("chat.appendStream"):
                 await self._client.chat_appendStream(
@@ -116,20 +149,25 @@ class ThreadReply:
             log.warning("native stream ended early (%s); continuing in a new message", exc.code)
             await self._freeze()
             await self._open_with(text)
+        return True
 
-    async def _append_edit(self, text: str) -> None:
+    async def _append_edit(self, text: str, max_wait: float | None) -> bool:
+        if not await self._r.pace("chat.update", max_wait=max_wait):
+            return False
         try:
-            await self._update(self._sent + text)
+            await self._update(self._sent + text, paced=True)
             self._sent += text
         except SlackError as exc:
             log.warning("could not edit the answer (%s); continuing in a new message", exc.code)
             self._reset()
             await self._open_with(text)
+        return True
 
     async def _close_message(self) -> None:
         if self._ts is None:
             return
         if self._native:
+            await self._r.pace("chat.stopStream")
             try:
                 async with slack_errors("chat.stopStream"):
                     await self._client.chat_stopStream(channel=self._place.channel, ts=self._ts)
@@ -153,6 +191,8 @@ class ThreadReply:
 
     async def _start_stream(self, text: str | None) -> bool:
         place = self._place
+        if not await self._r.pace("chat.startStream", max_wait=self._r.start_wait):
+            return False  # busy: this answer edits a message instead of streaming
         try:
             async with slack_errors("chat.startStream"):
                 response = await self._client.chat_startStream(
@@ -169,9 +209,11 @@ class ThreadReply:
             self._r.no_stream_channels.add(place.channel)
             return False
         self._ts = str(response["ts"])
+        self._opened = time.monotonic()
         return True
 
     async def _post(self, message_blocks: list[blocks.Block], text: str) -> str:
+        await self._r.pace("chat.postMessage", self._place.channel)
         async with slack_errors("chat.postMessage"):
             response = await self._client.chat_postMessage(
                 channel=self._place.channel,
@@ -181,7 +223,9 @@ class ThreadReply:
             )
         return str(response["ts"])
 
-    async def _update(self, text: str) -> None:
+    async def _update(self, text: str, *, paced: bool = False) -> None:
+        if not paced:
+            await self._r.pace("chat.update")
         async with slack_errors("chat.update"):
             await self._client.chat_update(
                 channel=self._place.channel,

@@ -70,3 +70,9 @@ def usergroup_members(group: str) -> str:
 
 
 USERGROUP_TTL = 300
+
+
+def slack_budget(team: str, method: str, scope: str = "") -> str:
+    """The shared GCRA state of one Slack method in one workspace (and channel, for posts)."""
+    suffix = f":{scope}" if scope else ""
+    return f"{PREFIX}budget:{team}:{method}{suffix}"

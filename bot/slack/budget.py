@@ -1,0 +1,187 @@
+"""One Slack call budget per workspace, shared by every stream and every process.
+
+Slack limits each Web API method per workspace (``chat.update`` Tier 3, about 50 a minute;
+``chat.appendStream`` Tier 4, about 100; ``chat.startStream``/``stopStream`` Tier 2, about
+20; ``chat.postMessage`` about one a second per channel). Many answers streaming at once
+share those numbers, so each call first reserves a slot here: a GCRA token bucket in Redis
+(one Lua step per reservation). A stream that has to wait keeps collecting text and sends it
+in its next call, so busier times mean fewer, larger updates rather than 429s. When Slack
+answers 429 anyway, ``block`` holds the method for every stream until ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as redis
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from bot.errors import StateError
+from bot.state import keys
+from bot.state.store import redis_errors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_minute: float
+    burst: int
+
+    @property
+    def interval_ms(self) -> float:
+        return 60_000 / self.per_minute
+
+
+# About 90% of Slack's published tiers: clocks and network delays between our reservation
+# and Slack's count must never add up to a 429.
+TIERS: dict[str, Rate] = {
+    "chat.startStream": Rate(18, 3),
+    "chat.stopStream": Rate(18, 3),
+    "chat.appendStream": Rate(90, 6),
+    "chat.update": Rate(45, 5),
+    "chat.postMessage": Rate(54, 3),  # per channel
+}
+PER_CHANNEL = {"chat.postMessage"}
+
+# KEYS[1]: the method's theoretical arrival time (ms). ARGV: now, interval, tolerance,
+# max wait (-1: any). Returns the wait in ms, or -1 if it would exceed the max wait.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+if max_wait >= 0 and wait > max_wait then return -1 end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now + tolerance) + 1000)
+return math.floor(wait)
+"""
+
+_BLOCK = """
+local until_tat = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_tat > tat then
+  redis.call('SET', KEYS[1], tostring(until_tat), 'PX', math.ceil(tonumber(ARGV[2])))
+end
+return 1
+"""
+
+
+class SlackBudget:
+    def __init__(
+        self, client: redis.Redis, team: str, tiers: dict[str, Rate] | None = None
+    ) -> None:
+        self._team = team
+        self._tiers = TIERS if tiers is None else tiers
+        self._reserve = client.register_script(_RESERVE)
+        self._block = client.register_script(_BLOCK)
+
+    async def take(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
+        """Wait for a slot for ``method``; False (nothing reserved) if it is further away
+        than ``max_wait`` seconds. Fails open when Redis is unreachable: Slack's own 429s
+        still protect us, and an answer should not stop because the budget can't be read."""
+        rate = self._tiers.get(method)
+        if rate is None:
+            return True
+        args = [
+            _now_ms(),
+            rate.interval_ms,
+            (rate.burst - 1) * rate.interval_ms,
+            -1 if max_wait is None else max_wait * 1000,
+        ]
+        try:
+            async with redis_errors():
+                wait_ms = int(await self._reserve(keys=[self._key(method, scope)], args=args))
+        except StateError as exc:
+            log.warning("Slack budget unavailable (%s); calling %s unpaced", exc, method)
+            return True
+        if wait_ms < 0:
+            return False
+        if wait_ms:
+            await asyncio.sleep(wait_ms / 1000)
+        return True
+
+    async def block(self, method: str, seconds: float, scope: str = "") -> None:
+        """Hold ``method`` for everyone until Slack's Retry-After has passed."""
+        rate = self._tiers.get(method)
+        if rate is None:
+            return
+        tolerance = (rate.burst - 1) * rate.interval_ms
+        until = _now_ms() + seconds * 1000 + tolerance
+        try:
+            async with redis_errors():
+                await self._block(
+                    keys=[self._key(method, scope)], args=[until, seconds * 1000 + tolerance]
+                )
+        except StateError as exc:
+            log.warning("could not record a Slack rate limit: %s", exc)
+
+    def _key(self, method: str, scope: str) -> str:
+        return keys.slack_budget(self._team, method, scope if method in PER_CHANNEL else "")
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
+
+
+class BudgetRetryHandler(AsyncRetryHandler):
+    """Retries a 429 after Retry-After, and tells the shared budget so no other stream
+    or process walks into the same limit meanwhile."""
+
+    def __init__(self, budget: SlackBudget, max_retry_count: int = 3) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._budget = budget
+        self.rate_limited = 0
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code == 429
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self.rate_limited += 1
+        seconds = _retry_after(response.headers if response is not None else {})
+        method = request.url.rstrip("/").rsplit("/", 1)[-1]
+        channel = str((request.body_params or {}).get("channel", ""))
+        log.warning("Slack rate-limited %s; retrying in %.1f s", method, seconds)
+        await self._budget.block(method, seconds, channel)
+        state.next_attempt_requested = True
+        # The retry takes its turn in the budget like any call, after Retry-After.
+        await asyncio.sleep(random.random() / 4)
+        await self._budget.take(method, channel)
+        state.increment_current_attempt()
+
+
+def _retry_after(headers: dict[str, Any]) -> float:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                return max(0.0, float(raw))
+            except (TypeError, ValueError):
+                break
+    return 1.0
