@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot`` serves; ``shell`` and ``check`` are the local tools.
+"""Command line: ``python -m bot`` serves; ``check``, ``manifest`` and ``shell`` are local tools.
 
 Start-up problems end the process with one line on stderr and exit code 2: no traceback.
 """
@@ -11,35 +11,85 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
+from bot import manifest
 from bot.app import Runtime, build_runtime
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+from bot.runbooks import load_catalog
 from bot.server import web_app
 
 log = logging.getLogger("bot")
 
-SHUTDOWN_GRACE_SECONDS = 25.0
-
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    command = args.command or "serve"
+    # Only the server logs its routine work; the local tools keep the terminal for output.
+    level = logging.INFO if command == "serve" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        settings = load_settings()
-        settings.require(args.command)
-        return asyncio.run(_serve(settings))
+        return _COMMANDS[command](args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Ops copilot for Slack")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check,manifest,shell}")
+    commands.add_parser("serve", help="serve Slack (the default): HTTP on $PORT, or Socket Mode")
+    commands.add_parser(
+        "check", help="validate settings and the runbooks file; ping Slack, Redis and Inference"
+    )
+    manifest_cmd = commands.add_parser("manifest", help="print the Slack app manifest (JSON)")
+    where = manifest_cmd.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the app's public address, e.g. https://APP.herokuapp.com")
+    where.add_argument("--socket", action="store_true", help="for Socket Mode: no request URLs")
+    manifest_cmd.add_argument("--name", default=manifest.DEFAULT_NAME, help="the app's name")
+    shell_cmd = commands.add_parser("shell", help="talk to the bot in this terminal")
+    shell_cmd.add_argument("--user", default="U0SHELL", help="who you are (a Slack user id)")
+    shell_cmd.add_argument("--channel", help="the channel /run is typed in")
     return parser
+
+
+def _serve_command(_: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.require("serve")
+    return asyncio.run(_serve(settings))
+
+
+def _check_command(_: argparse.Namespace) -> int:
+    from bot import check
+
+    return asyncio.run(check.run())
+
+
+def _manifest_command(args: argparse.Namespace) -> int:
+    catalog = load_catalog(load_settings().runbooks_file)
+    built = manifest.build(catalog, url=args.url, socket=args.socket, name=args.name)
+    print(manifest.render(built), end="")
+    return 0
+
+
+def _shell_command(args: argparse.Namespace) -> int:
+    from bot.shell import run_shell
+
+    return asyncio.run(run_shell(user=args.user, channel=args.channel))
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve_command,
+    "check": _check_command,
+    "manifest": _manifest_command,
+    "shell": _shell_command,
+}
 
 
 async def _serve(settings: Settings) -> int:
@@ -54,10 +104,8 @@ async def _serve(settings: Settings) -> int:
         else:
             await _http_mode(runtime, stop)
     finally:
-        # Heroku sends SIGKILL 30 s after SIGTERM: let answers in flight finish before that.
-        if not await runtime.inflight.drain(grace=SHUTDOWN_GRACE_SECONDS):
-            log.warning("shutting down with %d answers unfinished", runtime.inflight.count)
-        await runtime.aclose()
+        # Heroku sends SIGKILL 30 s after SIGTERM: finish what runs, report what can't.
+        await runtime.shutdown()
     return 0
 
 

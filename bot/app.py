@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -23,6 +24,7 @@ from bot.errors import BotError, ConfigError, SlackError, StateError
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
 from bot.proposals import Copilot
+from bot.recovery import Recovery
 from bot.runbooks import Catalog, load_catalog
 from bot.runs import RunService
 from bot.slack import commands, listeners
@@ -32,6 +34,7 @@ from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.requests import RequestStore
+from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +51,33 @@ class Runtime:
     ask: AskService
     runs: RunService
     inflight: InFlight
+    work: WorkRegistry
+    recovery: Recovery
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background(self) -> None:
-        """Periodic work: cards of requests that expired with nobody clicking."""
-        self.background.append(asyncio.create_task(self._sweep()))
+        """The heartbeat, and sweeps for expired requests and for work of dead processes."""
+        self.background += [
+            asyncio.create_task(_every(self.settings.copilot_heartbeat_interval, self._beat)),
+            asyncio.create_task(_every(self.settings.copilot_sweep_interval, self._sweep)),
+        ]
+
+    async def _beat(self) -> None:
+        await self.work.heartbeat()
 
     async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.copilot_sweep_interval)
+        await self.runs.sweep_expired()
+        await self.recovery.sweep()
+
+    async def shutdown(self) -> None:
+        """Stop: let work in flight finish within the grace period, report what did not."""
+        if not await self.inflight.drain(grace=self.settings.copilot_shutdown_grace):
+            log.warning("shutting down with %d requests unfinished", self.inflight.count)
             try:
-                await self.runs.sweep_expired()
+                await self.recovery.interrupt_own()
             except BotError as exc:
-                log.warning("expiry sweep failed: %s", exc)
+                log.error("could not report interrupted work: %s", exc)
+        await self.aclose()
 
     async def aclose(self) -> None:
         for task in self.background:
@@ -68,6 +85,15 @@ class Runtime:
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.http.aclose()
         await self.redis.aclose()
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await job()
+        except BotError as exc:
+            log.warning("background %s failed: %s", getattr(job, "__name__", "job"), exc)
+        await asyncio.sleep(seconds)
 
 
 async def resolve_identity(client: AsyncWebClient) -> Identity:
@@ -102,15 +128,21 @@ async def build_runtime(settings: Settings) -> Runtime:
     budget = SlackBudget(client, identity.team_id)
     slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget))
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-    runs = _run_service(settings, catalog, client, slack, http)
+    work = WorkRegistry(client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval)
+    runs = _run_service(settings, catalog, client, slack, http, work)
     copilot = Copilot(catalog, runs.propose_for)
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
-    ask = AskService(store, _inference(settings, http), replier, _ask_settings(settings), copilot)
+    ask = AskService(
+        store, _inference(settings, http), replier, _ask_settings(settings), copilot, work
+    )
     bolt = _bolt_app(settings, identity, token)
     inflight = InFlight()
     listeners.register(bolt, ask, slack, identity, inflight)
     commands.register(bolt, runs, inflight)
-    runtime = Runtime(settings, identity, bolt, slack, client, http, store, ask, runs, inflight)
+    recovery = Recovery(work, slack, ask, runs)
+    runtime = Runtime(
+        settings, identity, bolt, slack, client, http, store, ask, runs, inflight, work, recovery
+    )
     runtime.start_background()
     return runtime
 
@@ -121,6 +153,7 @@ def _run_service(
     client: redis.Redis,
     slack: AsyncWebClient,
     http: httpx.AsyncClient,
+    work: WorkRegistry,
 ) -> RunService:
     key = settings.inference_key.get_secret_value() if settings.inference_key else ""
     agents = AgentsClient(
@@ -138,6 +171,7 @@ def _run_service(
         agents,
         slack,
         settings.inference_model_id,
+        work,
     )
 
 

@@ -23,6 +23,7 @@ from bot.pacing import paced
 from bot.proposals import Asker, Copilot, ToolCalls
 from bot.slack.reply import Place, Replier, ThreadReply
 from bot.state import ThreadStore, keys
+from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,14 @@ class AskService:
         replier: Replier,
         settings: AskSettings,
         copilot: Copilot | None = None,
+        work: WorkRegistry | None = None,
     ) -> None:
         self._store = store
         self._inference = inference
         self._replier = replier
         self._settings = settings
         self._copilot = copilot
+        self._work = work
 
     async def submit(self, question: Question, dedupe: Sequence[str]) -> None:
         """Queue a question unless it is a duplicate delivery, then answer what is queued."""
@@ -76,17 +79,49 @@ class AskService:
             while True:
                 question = await self._store.next_question(thread)
                 if question is not None:
-                    await self._answer_safely(thread, question)
+                    await self._answer_safely(thread, question, token)
                 elif await self._store.release_if_empty(thread, token):
                     return
 
-    async def _answer_safely(self, thread: str, question: Question) -> None:
+    async def _answer_safely(self, thread: str, question: Question, lock: str) -> None:
         try:
-            await self.answer(thread, question)
+            async with self._tracked(thread, question, lock):
+                await self.answer(thread, question)
         except SlackError as exc:
             log.error("could not post in %s: %s", question.channel, exc)
         except BotError as exc:
             log.error("answer failed in %s: %s", thread, exc)
+
+    @contextlib.asynccontextmanager
+    async def _tracked(self, thread: str, question: Question, lock: str) -> AsyncIterator[None]:
+        """Record the answer as in flight, so a restart that cuts it off is reported."""
+        if self._work is None:
+            yield
+            return
+        name = f"answer:{thread}"
+        record = {"kind": "answer", "thread": thread, "lock": lock, "question": question.to_json()}
+        await self._work.start(name, record)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(BotError):
+                await self._work.finish(name)
+
+    async def resume(self, thread: str, dead_lock: str) -> None:
+        """Go on with a thread whose answering process is gone: free its lock, drain."""
+        await self.release(thread, dead_lock)
+        await self.drain(thread)
+
+    async def release(self, thread: str, lock: str) -> None:
+        await self._store.break_lock(thread, lock)
+
+    async def retry(self, retry_id: str) -> bool:
+        """Ask an interrupted question again; False if it was retried already or is too old."""
+        question = await self._work.take_retry(retry_id) if self._work else None
+        if question is None:
+            return False
+        await self.submit(question, [keys.seen_event(f"retry:{retry_id}")])
+        return True
 
     async def answer(self, thread: str, question: Question) -> None:
         reply = self._replier.open(_place_of(question))

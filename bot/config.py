@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Heroku runs one tool for up to 120 s without sending anything.
     copilot_run_idle_timeout: float = Field(default=180.0, gt=0)
     copilot_sweep_interval: float = Field(default=15.0, gt=0)
+    # A process unseen for three heartbeats is taken for dead and its work reported.
+    copilot_heartbeat_interval: float = Field(default=10.0, gt=0)
+    copilot_shutdown_grace: float = Field(default=25.0, gt=0, le=28)
 
     @field_validator("slack_bot_token")
     @classmethod

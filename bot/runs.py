@@ -34,6 +34,7 @@ from bot.slack import cards
 from bot.slack.calls import slack_errors
 from bot.slack.progress import RunProgress
 from bot.state.requests import RequestStore, RunRecord, new_id
+from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class RunService:
         agents: AgentsClient,
         slack: AsyncWebClient,
         model: str,
+        work: WorkRegistry | None = None,
     ) -> None:
         self.catalog = catalog
         self._requests = requests
@@ -65,6 +67,7 @@ class RunService:
         self._agents = agents
         self._slack = slack
         self._model = model
+        self._work = work
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- requesting -------------------------------------------------------------------
@@ -232,6 +235,8 @@ class RunService:
         if await self._requests.move(record.id, "approved", "running", by) != "ok":
             return
         await self._requests.audit("run_started", id=record.id, user=by, runbook=record.runbook)
+        if self._work is not None:
+            await self._work.start(f"run:{record.id}", {"kind": "run", "id": record.id})
         current = await self._requests.get(record.id) or record
         await self._update_card(current)
         progress = RunProgress(self._slack, record.channel, record.run_thread)
@@ -242,6 +247,23 @@ class RunService:
         final = await self._requests.get(record.id)
         if final is not None:
             await self._update_card(final, note=note)
+        if self._work is not None:
+            await self._work.finish(f"run:{record.id}")
+
+    async def interrupted(self, request_id: str) -> None:
+        """The process watching this run stopped: say so, and never start it again."""
+        if await self._requests.move(request_id, "running", "failed", "restart") != "ok":
+            return
+        await self._requests.audit("run_interrupted", id=request_id)
+        record = await self._requests.get(request_id)
+        if record is None:
+            return
+        progress = RunProgress(self._slack, record.channel, record.run_thread)
+        await progress.note(
+            ":warning: The bot restarted while watching this run, so its outcome is unknown. "
+            "It was not started again (runs have side effects): check the app before re-running."
+        )
+        await self._update_card(record, note="interrupted by a restart")
 
     async def _watch(self, record: RunRecord, progress: RunProgress) -> tuple[str, str | None]:
         stream = asyncio.create_task(self._stream(record, progress))

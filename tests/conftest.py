@@ -215,3 +215,32 @@ class serve:
         await asyncio.sleep(0.01)
         await self._runtime.inflight.drain(grace=5)
         await self._runtime.aclose()
+
+
+@pytest.fixture
+async def start(tmp_path: Any) -> AsyncIterator[Any]:
+    """Launches ``python -m bot`` as a real process; kills what is left at the end."""
+    import sys
+
+    from tests.processes import BotProcess
+
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def launch(env: dict[str, str]) -> BotProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        procs.append(proc)
+        return BotProcess(proc, int(env["PORT"]))
+
+    yield launch
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

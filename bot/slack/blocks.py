@@ -18,3 +18,23 @@ def context(text: str) -> Block:
 
 def thinking() -> list[Block]:
     return [context("_Thinking…_")]
+
+
+RETRY = "copilot_retry"
+
+
+def interrupted(text: str, retry_id: str) -> list[Block]:
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Retry"},
+                    "action_id": RETRY,
+                    "value": retry_id,
+                }
+            ],
+        },
+    ]

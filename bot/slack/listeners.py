@@ -9,12 +9,15 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
 from bot.ask import AskService
 from bot.errors import BotError, SlackError
 from bot.inflight import InFlight
+from bot.slack import blocks
 from bot.slack.calls import slack_errors
 from bot.slack.events import Identity, Incoming, read_event
 
@@ -35,8 +38,22 @@ def register(
         async with inflight.hold():
             await _handle_question(ask, client, incoming)
 
+    async def on_retry(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        retry_id = str(((body.get("actions") or [{}])[0]).get("value", ""))
+        async with inflight.hold():
+            try:
+                retried = await ask.retry(retry_id)
+            except BotError as exc:
+                log.error("retry failed: %s", exc)
+                retried = True
+                await _respond(respond, notices.describe(exc))
+            if not retried:
+                await _respond(respond, "That question was already retried (or is too old).")
+
     app.event("app_mention")(on_message_event)
     app.event("message")(on_message_event)
+    app.action(blocks.RETRY)(on_retry)
 
 
 async def _handle_question(ask: AskService, client: AsyncWebClient, incoming: Incoming) -> None:
@@ -52,6 +69,13 @@ async def _handle_question(ask: AskService, client: AsyncWebClient, incoming: In
         if incoming.needs_active_thread:
             return  # maybe not our thread at all: stay quiet rather than guess
         await _tell(client, question.channel, question.thread_ts, notices.describe(exc))
+
+
+async def _respond(respond: AsyncRespond, text: str) -> None:
+    try:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception as exc:  # the response_url is Slack's own HTTP endpoint: log, go on
+        log.warning("could not answer via response_url: %r", exc)
 
 
 async def _tell(client: AsyncWebClient, channel: str, thread_ts: str, text: str) -> None:

@@ -76,3 +76,26 @@ def slack_budget(team: str, method: str, scope: str = "") -> str:
     """The shared GCRA state of one Slack method in one workspace (and channel, for posts)."""
     suffix = f":{scope}" if scope else ""
     return f"{PREFIX}budget:{team}:{method}{suffix}"
+
+
+# A process proves it is alive by refreshing its heartbeat; work it registered outlives
+# it so the next process can tell people what was interrupted.
+WORK_TTL = 24 * 3600
+RETRY_TTL = 24 * 3600
+
+
+def heartbeat(process: str) -> str:
+    return f"{PREFIX}proc:{process}"
+
+
+def work(process: str) -> str:
+    """Hash of what one process is doing right now (answers, runs)."""
+    return f"{PREFIX}work:{process}"
+
+
+def work_pattern() -> str:
+    return f"{PREFIX}work:*"
+
+
+def retry(retry_id: str) -> str:
+    return f"{PREFIX}retry:{retry_id}"

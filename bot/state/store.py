@@ -41,6 +41,11 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+_BREAK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
 _REFRESH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -66,6 +71,7 @@ class ThreadStore:
         self._accept = client.register_script(_ACCEPT)
         self._release = client.register_script(_RELEASE_IF_EMPTY)
         self._refresh = client.register_script(_REFRESH)
+        self._break = client.register_script(_BREAK)
 
     async def ping(self) -> None:
         async with redis_errors():
@@ -100,6 +106,11 @@ class ThreadStore:
             return bool(
                 await self._refresh(keys=[keys.lock(thread)], args=[token, keys.LOCK_TTL_MS])
             )
+
+    async def break_lock(self, thread: str, token: str) -> bool:
+        """Free a lock whose holder is gone; only if that holder still has it."""
+        async with redis_errors():
+            return bool(await self._break(keys=[keys.lock(thread)], args=[token]))
 
     async def next_question(self, thread: str) -> Question | None:
         async with redis_errors():

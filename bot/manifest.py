@@ -1,0 +1,129 @@
+"""The Slack app manifest for this bot, built from the runbooks file.
+
+``python -m bot manifest --url https://APP.herokuapp.com`` prints it as JSON (Slack's
+"From a manifest" dialog takes JSON or YAML). Events, the ``/run`` command and buttons all
+point at the one ``/slack/events`` URL; with ``--socket`` there are no URLs at all, because
+Socket Mode delivers everything over the app's WebSocket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import ConfigError
+from bot.runbooks import Catalog
+
+EVENTS_PATH = "/slack/events"
+DEFAULT_NAME = "Ops Copilot"
+BOT_DISPLAY_NAME = "copilot"
+
+# What the bot calls or receives; ``python -m bot check`` compares the token's scopes to these.
+REQUIRED_SCOPES = (
+    "app_mentions:read",
+    "chat:write",
+    "commands",
+    "im:history",
+    "channels:history",
+    "usergroups:read",
+    "files:write",
+)
+# Threads in private channels and group DMs, and the "is thinking…" status of assistant threads.
+EXTRA_SCOPES = ("assistant:write", "groups:history", "mpim:history")
+BOT_EVENTS = ("app_mention", "message.channels", "message.groups", "message.im", "message.mpim")
+
+# Slack's manifest schema limits.
+_NAME_LIMIT = 35
+_USAGE_HINT_LIMIT = 1000
+_GENERIC_HINT = "<runbook> key=value … (or: help)"
+
+Manifest = dict[str, Any]
+
+
+def build(catalog: Catalog, *, url: str | None, socket: bool, name: str = DEFAULT_NAME) -> Manifest:
+    """The manifest for an app served at ``url``, or for Socket Mode when ``socket``."""
+    if socket == (url is not None):
+        raise ConfigError("give either --url https://APP.herokuapp.com or --socket.")
+    endpoint = None if socket else events_url(url or "")
+    return {
+        "_metadata": {"major_version": 1, "minor_version": 1},
+        "display_information": _display(name),
+        "features": _features(catalog, endpoint),
+        "oauth_config": {"scopes": {"bot": sorted({*REQUIRED_SCOPES, *EXTRA_SCOPES})}},
+        "settings": _settings(endpoint),
+    }
+
+
+def render(manifest: Manifest) -> str:
+    return json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+
+
+def events_url(url: str) -> str:
+    """``https://host[/prefix]`` → ``https://host[/prefix]/slack/events``; Slack wants HTTPS."""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" or not parts.netloc:
+        raise ConfigError(
+            f"--url must be the app's public https:// address, e.g. https://APP.herokuapp.com "
+            f"(got {url!r})."
+        )
+    base = f"https://{parts.netloc}{parts.path.rstrip('/')}"
+    return base if base.endswith(EVENTS_PATH) else base + EVENTS_PATH
+
+
+def usage_hint(catalog: Catalog) -> str:
+    """What Slack shows while someone types ``/run``: the runbook names, so they need no docs."""
+    names = list(catalog.runbooks)
+    if not names:
+        return _GENERIC_HINT
+    hint = f"<runbook> key=value … (runbooks: {', '.join(names)}; or: help)"
+    return hint if len(hint) <= _USAGE_HINT_LIMIT else _GENERIC_HINT
+
+
+def _display(name: str) -> dict[str, str]:
+    if not 1 <= len(name) <= _NAME_LIMIT:
+        raise ConfigError(f"--name must be 1 to {_NAME_LIMIT} characters (got {len(name)}).")
+    return {
+        "name": name,
+        "description": "Answers ops questions and runs approved runbooks on Heroku.",
+        "background_color": "#2c2d30",
+    }
+
+
+def _features(catalog: Catalog, endpoint: str | None) -> dict[str, Any]:
+    command: dict[str, Any] = {
+        "command": "/run",
+        "description": "Run an approved runbook on Heroku",
+        "usage_hint": usage_hint(catalog),
+        "should_escape": False,
+    }
+    if endpoint:
+        command["url"] = endpoint
+    return {
+        "bot_user": {"display_name": BOT_DISPLAY_NAME, "always_online": True},
+        "app_home": {
+            "home_tab_enabled": False,
+            "messages_tab_enabled": True,
+            "messages_tab_read_only_enabled": False,
+        },
+        # Slack grants assistant:write only to apps that declare the assistant view.
+        "assistant_view": {
+            "assistant_description": "Ask about your Heroku apps, or /run a runbook.",
+        },
+        "slash_commands": [command],
+    }
+
+
+def _settings(endpoint: str | None) -> dict[str, Any]:
+    events: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
+    interactivity: dict[str, Any] = {"is_enabled": True}
+    if endpoint:
+        events["request_url"] = endpoint
+        interactivity["request_url"] = endpoint
+    return {
+        "event_subscriptions": events,
+        "interactivity": interactivity,
+        "org_deploy_enabled": False,
+        "socket_mode_enabled": endpoint is None,
+        "token_rotation_enabled": False,
+    }

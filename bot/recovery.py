@@ -1,0 +1,96 @@
+"""Telling people what a restart interrupted.
+
+Answers and runs in flight are recorded in Redis (``WorkRegistry``). When a process stops
+before they finish, at SIGTERM after the grace period or by dying outright, the affected
+thread gets a plain notice: a question can be retried with one click; an agent run is never
+retried by itself, because it has side effects, and its card says it was interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ask import AskService
+from bot.conversation import Question
+from bot.errors import BotError, SlackError
+from bot.runs import RunService
+from bot.slack import blocks
+from bot.slack.calls import slack_errors
+from bot.state.work import WorkRegistry
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_ANSWER = ":warning: This answer was interrupted by a restart of the bot."
+
+
+class Recovery:
+    def __init__(
+        self, work: WorkRegistry, slack: AsyncWebClient, ask: AskService, runs: RunService
+    ) -> None:
+        self._work = work
+        self._slack = slack
+        self._ask = ask
+        self._runs = runs
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def sweep(self) -> int:
+        """Report the work of processes that died without a word."""
+        items = await self._work.orphans()
+        for item in items:
+            await self._report(item, resume=True)
+        return len(items)
+
+    async def interrupt_own(self) -> int:
+        """At shutdown: report what this process could not finish in time."""
+        items = await self._work.mine()
+        for item in items:
+            await self._report(item, resume=False)
+        return len(items)
+
+    async def _report(self, item: dict[str, Any], *, resume: bool) -> None:
+        """Tell the thread or card; a survivor also answers what was queued behind it,
+        while a process that is shutting down only lets go of the thread."""
+        try:
+            if item.get("kind") == "answer":
+                await self._answer_interrupted(Question.from_json(item["question"]))
+                thread, lock = str(item["thread"]), str(item["lock"])
+                if resume:
+                    self._spawn(self._ask.resume(thread, lock))
+                else:
+                    await self._ask.release(thread, lock)
+            elif item.get("kind") == "run":
+                await self._runs.interrupted(str(item["id"]))
+        except (BotError, KeyError, ValueError, TypeError) as exc:
+            log.error("could not report interrupted work %r: %s", item, exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Questions queued behind the lost answer go on in the background."""
+
+        async def run() -> None:
+            try:
+                await work
+            except BotError as exc:
+                log.error("could not resume a thread: %s", exc)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_interrupted(self, question: Question) -> None:
+        retry_id = await self._work.save_retry(question)
+        try:
+            async with slack_errors("chat.postMessage"):
+                await self._slack.chat_postMessage(
+                    channel=question.channel,
+                    thread_ts=question.thread_ts,
+                    text=INTERRUPTED_ANSWER,
+                    blocks=blocks.interrupted(INTERRUPTED_ANSWER, retry_id),
+                )
+        except SlackError as exc:
+            log.error("could not report an interrupted answer: %s", exc.code)
+        log.warning("answer interrupted by a restart", extra={"channel": question.channel})

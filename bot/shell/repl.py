@@ -1,0 +1,193 @@
+"""The shell's loop: read a line, hand it to the bot as Slack would, wait until it is quiet.
+
+Waiting after each line keeps piped input in step with the bot (``/approve`` needs the card
+the previous ``/run`` posted) and keeps the prompt from landing inside an answer. The bot
+is quiet when no listener is running, it has made no Slack call for a moment, and no run it
+started is still going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import sys
+import threading
+import time
+
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.app import Runtime
+from bot.errors import BotError
+from bot.shell import payloads
+from bot.shell.console import Card, ConsoleSlack
+from bot.shell.render import BUTTON_COMMANDS, Screen
+from bot.state.requests import RequestStore
+
+QUIET_SECONDS = 0.3
+POLL_SECONDS = 0.05
+_UNDERWAY = {"approved", "running"}
+_CLICKS = {command: action for action, command in BUTTON_COMMANDS.items()}
+
+HELP = [
+    "Type a question to ask it (follow-ups continue the conversation), or:",
+    "  /run help · /run <runbook> key=value …   what Slack's /run does",
+    "  /approve · /deny · /withdraw · /start · /cancel [id]   click a card's button",
+    "  /as U0BOB   be someone else (approvers need their Slack user id)",
+    "  /new        start a new conversation",
+    "  /quit       or Ctrl-D",
+]
+
+
+class Lines:
+    """Lines from stdin, a terminal or a pipe; None at end of input.
+
+    Each read happens on a daemon thread, so an unfinished read never holds up exit.
+    """
+
+    def __init__(self) -> None:
+        self.interactive = sys.stdin.isatty()
+        if self.interactive:
+            with contextlib.suppress(ImportError):
+                importlib.import_module("readline")  # line editing and history for input()
+
+    async def next(self, prompt: str) -> str | None:
+        loop = asyncio.get_running_loop()
+        line: asyncio.Future[str | None] = loop.create_future()
+
+        def read() -> None:
+            try:
+                text: str | None = input(prompt if self.interactive else "")
+            except EOFError:
+                text = None
+            loop.call_soon_threadsafe(_resolve, line, text)
+
+        threading.Thread(target=read, name="shell-input", daemon=True).start()
+        return await line
+
+
+def _resolve(future: asyncio.Future[str | None], value: str | None) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+class Shell:
+    def __init__(self, runtime: Runtime, console: ConsoleSlack, *, user: str, channel: str) -> None:
+        self.user = user
+        self.channel = channel
+        self._runtime = runtime
+        self._console = console
+        self._screen: Screen = console.screen
+        self._requests = RequestStore(runtime.redis)
+        self._thread: str | None = None
+        self._sent_at = 0.0
+
+    async def run(self, lines: Lines) -> None:
+        while (line := await lines.next(f"{self.user} › ")) is not None:
+            if not lines.interactive and line.strip():
+                self._screen.show(f"{self.user} › ", [line])
+            if not await self.handle(line.strip()):
+                break
+            await self.settle()
+        await self.settle()
+        if lines.interactive:
+            self._screen.show("", [""])  # Ctrl-D leaves the cursor after the prompt
+
+    async def handle(self, line: str) -> bool:
+        """Act on one line; False when the person asked to quit."""
+        word, _, rest = line.partition(" ")
+        if not line:
+            return True
+        if not line.startswith("/"):
+            await self._ask(line)
+        elif word in ("/quit", "/exit"):
+            return False
+        elif word == "/run":
+            await self._run_command(rest)
+        elif word in _CLICKS:
+            await self._click(_CLICKS[word], rest.strip())
+        elif word == "/as":
+            self._become(rest.strip())
+        elif word == "/new":
+            self._thread = None
+            self._screen.note("new conversation")
+        elif word == "/help":
+            self._screen.show("", HELP)
+        else:
+            self._screen.note(f"{word} is not a shell command; /help lists them")
+        return True
+
+    # -- what the person does ----------------------------------------------------------
+
+    async def _ask(self, text: str) -> None:
+        ts = self._console.next_ts()
+        thread, self._thread = self._thread, self._thread or ts
+        channel = f"D{self.user}"
+        await self._dispatch(payloads.direct_message(self.user, channel, text, ts, thread))
+
+    async def _run_command(self, text: str) -> None:
+        url = self._console.response_url(self.user)
+        await self._dispatch(payloads.slash_command(self.user, self.channel, text, url))
+
+    async def _click(self, action_id: str, wanted: str) -> None:
+        card = self._card_with(action_id, wanted)
+        if card is None:
+            command = BUTTON_COMMANDS[action_id]
+            self._screen.note(
+                f"no card on screen offers {command}" + (f" {wanted}" if wanted else "")
+            )
+            return
+        url = self._console.response_url(self.user)
+        body = payloads.button_click(
+            self.user, card.channel, card.ts, action_id, card.buttons[action_id], url
+        )
+        await self._dispatch(body)
+
+    def _card_with(self, action_id: str, wanted: str) -> Card | None:
+        """The newest card with this button, or the one whose id starts with ``wanted``."""
+        cards = [
+            card
+            for card in self._console.cards.values()
+            if action_id in card.buttons and card.request_id.startswith(wanted)
+        ]
+        return cards[-1] if cards else None
+
+    def _become(self, user: str) -> None:
+        if not user.startswith(("U", "W")) or not user.isalnum():
+            self._screen.note("usage: /as U0BOB (a Slack user id)")
+            return
+        self.user, self._thread = user, None
+        self._screen.note(f"you are now {user}")
+
+    async def _dispatch(self, body: payloads.Json) -> None:
+        # Socket Mode's path into Bolt: no request signature, everything else as in Slack.
+        self._sent_at = time.monotonic()
+        request = AsyncBoltRequest(body=body, mode="socket_mode")
+        response = await self._runtime.bolt.async_dispatch(request)
+        if response.status != 200:
+            self._screen.note(f"the bot did not take that ({response.status}: {response.body})")
+
+    # -- waiting -----------------------------------------------------------------------
+
+    async def settle(self) -> None:
+        # Polled: "quiet" spans Bolt's listener tasks, the console and Redis; no one event.
+        while True:
+            if await self._quiet():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _quiet(self) -> bool:
+        last = max(self._sent_at, self._console.last_call)
+        if self._runtime.inflight.count or time.monotonic() - last < QUIET_SECONDS:
+            return False
+        return not await self._runs_underway()
+
+    async def _runs_underway(self) -> bool:
+        try:
+            for request_id in list(self._console.cards):
+                record = await self._requests.get(request_id)
+                if record is not None and record.state in _UNDERWAY:
+                    return True
+        except BotError:
+            return False  # the store is down: the bot has said so; don't hang the prompt
+        return False
