@@ -117,7 +117,12 @@ class Connection:
 
     def _request(self, path: str, body: Mapping[str, Any], *, accept: str) -> httpx.Request:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": accept}
-        return self._http.build_request("POST", self._base_url + path, json=body, headers=headers)
+        # The Clock is the only timer on reads: httpx's own read timeout would cut off an
+        # agent run whose tool works quietly for longer than it (Heroku allows 120 s).
+        timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0)
+        return self._http.build_request(
+            "POST", self._base_url + path, json=body, headers=headers, timeout=timeout
+        )
 
 
 async def _raise_for_status(response: httpx.Response, clock: Clock) -> None:
