@@ -64,6 +64,22 @@ class Tool(BaseModel):
     description: str | None = None
     runtime_params: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _placeholders_only_in_runtime_params(self) -> Tool:
+        # Which tool runs must never depend on user input: values fill runtime_params only.
+        outside = self.model_dump(exclude={"runtime_params"}, exclude_none=True)
+        found = sorted(_placeholders_in(outside))
+        if found:
+            raise ValueError(
+                f"placeholder {{{found[0]}}} is only allowed in prompt and runtime_params"
+            )
+        return self
+
+    def rendered(self, values: dict[str, str]) -> dict[str, Any]:
+        body = self.model_dump(exclude_none=True)
+        body["runtime_params"] = render(self.runtime_params, values)
+        return body
+
 
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -111,11 +127,15 @@ class Catalog(BaseModel):
         return own if own is not None else self.policy.approvers
 
 
-def load_catalog(path: str | Path, *, missing_ok: bool = True) -> Catalog:
-    """Read and validate the runbooks file; a missing default file means no runbooks."""
+DEFAULT_FILE = "runbooks.toml"
+
+
+def load_catalog(path: str | Path, *, missing_ok: bool | None = None) -> Catalog:
+    """Read and validate the runbooks file. Only the default file may be missing (no
+    runbooks then): a path someone set and mistyped must not quietly disable /run."""
     file = Path(path)
     if not file.exists():
-        if missing_ok:
+        if missing_ok if missing_ok is not None else str(path) == DEFAULT_FILE:
             return Catalog()
         raise ConfigError(f"RUNBOOKS_FILE {file} does not exist.")
     text = file.read_text(encoding="utf-8")
@@ -209,7 +229,7 @@ RUN_SYSTEM_PROMPT = (
 
 def agent_body(runbook: Runbook, values: dict[str, str], model: str) -> dict[str, Any]:
     """The exact Agents API request for a runbook and its validated values."""
-    tools = [render(tool.model_dump(exclude_none=True), values) for tool in runbook.tools]
+    tools = [tool.rendered(values) for tool in runbook.tools]
     return {
         "model": model,
         "messages": [

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +32,7 @@ from bot.server import web_app
 from tests.fakes import FakeInference, FakeSlack
 
 SIGNING_SECRET = "test-signing-secret"
+NO_RUNBOOKS = Path(__file__).parent / "data" / "no-runbooks.toml"
 BOT_TOKEN = "xoxb-test"
 INFERENCE_KEY = "inf-test"
 
@@ -177,7 +179,7 @@ def settings_for(
         "copilot_update_interval": 0.05,
         "copilot_idle_timeout": 2.0,
         # No runbooks unless a test brings its own file.
-        "runbooks_file": "/nonexistent/runbooks.toml",
+        "runbooks_file": str(NO_RUNBOOKS),
         "_env_file": None,
     }
     values.update(overrides)

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from tests.conftest import BOT_TOKEN, INFERENCE_KEY, SIGNING_SECRET
+from tests.conftest import BOT_TOKEN, INFERENCE_KEY, NO_RUNBOOKS, SIGNING_SECRET
 from tests.fakes import FakeInference, FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def bot_env(
         INFERENCE_KEY=INFERENCE_KEY,
         REDIS_URL=redis_url,
         PORT=str(port),
-        RUNBOOKS_FILE=str(tmp_path / "none.toml"),
+        RUNBOOKS_FILE=str(NO_RUNBOOKS),
         PYTHONPATH=str(ROOT),
         COPILOT_UPDATE_INTERVAL="0.05",
     )

@@ -137,7 +137,17 @@ def test_file_errors_name_runbook_key_and_line(
     assert expected in str(info.value)
 
 
-def test_missing_default_file_means_no_runbooks(tmp_path: Path) -> None:
-    assert load_catalog(tmp_path / "runbooks.toml").runbooks == {}
-    with pytest.raises(ConfigError):
-        load_catalog(tmp_path / "runbooks.toml", missing_ok=False)
+def test_only_the_default_file_may_be_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_catalog("runbooks.toml").runbooks == {}
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_catalog(tmp_path / "ops-runbooks.toml")
+
+
+def test_placeholders_cannot_choose_the_tool(tmp_path: Path) -> None:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace('name = "dyno_run_command"', 'name = "{app}"'))
+    with pytest.raises(ConfigError, match="only allowed in prompt and runtime_params"):
+        load_catalog(path)
