@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bot import manifest
+from bot import logs, manifest
 from bot.app import Runtime, build_runtime
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
@@ -28,9 +28,9 @@ log = logging.getLogger("bot")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
-    # Only the server logs its routine work; the local tools keep the terminal for output.
-    level = logging.INFO if command == "serve" else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if command != "serve":
+        # The local tools keep the terminal for their output: only warnings, in plain text.
+        logs.configure(logging.WARNING, json_lines=False)
     try:
         return _COMMANDS[command](args)
     except ConfigError as exc:
@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve_command(_: argparse.Namespace) -> int:
     settings = load_settings()
+    # The server logs its routine work as JSON lines, for Heroku's log drains to query.
+    logs.configure(logging.INFO, secrets=logs.secrets_of(settings))
     settings.require("serve")
     return asyncio.run(_serve(settings))
 

@@ -191,6 +191,7 @@ def _ask_settings(settings: Settings) -> AskSettings:
     return AskSettings(
         history_chars=settings.copilot_history_chars,
         update_interval=settings.copilot_update_interval,
+        footer=settings.copilot_footer,
     )
 
 

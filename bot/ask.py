@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from bot import notices
+from bot import logs, notices
 from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
@@ -34,6 +34,8 @@ class Outcome:
 
     finish: str | None = None
     usage: Usage | None = None
+    error: str | None = None
+    first_text_seconds: float | None = None  # how long the person waited for the first words
     tool_calls: ToolCalls = field(default_factory=ToolCalls)
 
 
@@ -41,6 +43,8 @@ class Outcome:
 class AskSettings:
     history_chars: int
     update_interval: float
+    # Show "model · N tokens · S.s s" under each answer (COPILOT_FOOTER).
+    footer: bool = False
 
 
 class AskService:
@@ -64,7 +68,7 @@ class AskService:
         """Queue a question unless it is a duplicate delivery, then answer what is queued."""
         thread = _thread_of(question)
         if not await self._store.accept(thread, question, dedupe):
-            log.info("duplicate delivery ignored", extra={"thread": thread})
+            log.info("duplicate delivery ignored", extra={"thread_id": thread})
             return
         await self.drain(thread)
 
@@ -85,8 +89,9 @@ class AskService:
 
     async def _answer_safely(self, thread: str, question: Question, lock: str) -> None:
         try:
-            async with self._tracked(thread, question, lock):
-                await self.answer(thread, question)
+            with traced(question):
+                async with self._tracked(thread, question, lock):
+                    await self.answer(thread, question)
         except SlackError as exc:
             log.error("could not post in %s: %s", question.channel, exc)
         except BotError as exc:
@@ -137,35 +142,34 @@ class AskService:
             budget_chars=self._settings.history_chars,
             system=self._system_prompt(),
         )
-        outcome = await self._stream_answer(reply, messages, question)
+        outcome = await self._stream_answer(reply, messages, question, started)
         await self._store.remember(
             thread, Turn("user", question.text), Turn("assistant", reply.text)
         )
-        log.info(
-            "answered",
-            extra={
-                "thread": thread,
-                "seconds": round(time.monotonic() - started, 3),
-                "finish": outcome.finish,
-                "tokens": outcome.usage.total_tokens if outcome.usage else None,
-            },
-        )
+        _log_answered(outcome, self._inference.model, time.monotonic() - started)
 
     def _system_prompt(self) -> str:
         extra = self._copilot.prompt() if self._copilot else ""
         return f"{SYSTEM_PROMPT}\n\n{extra}" if extra else SYSTEM_PROMPT
 
     async def _stream_answer(
-        self, reply: ThreadReply, messages: list[dict[str, str]], question: Question
+        self,
+        reply: ThreadReply,
+        messages: list[dict[str, str]],
+        question: Question,
+        started: float,
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools() if self._copilot else None
         texts = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
         try:
             async for batch in paced(texts, self._settings.update_interval):
+                if outcome.first_text_seconds is None:
+                    outcome.first_text_seconds = round(time.monotonic() - started, 3)
                 await reply.write(batch)
         except InferenceError as exc:
             log.warning("inference failed: %r", exc)
+            outcome.error = type(exc).__name__
             await reply.fail(notices.describe(exc))
             return outcome
         if outcome.finish == "length":
@@ -174,8 +178,17 @@ class AskService:
             asker = Asker(question.user, question.team, question.channel, question.thread_ts)
             notes = await self._copilot.act_on(outcome.tool_calls, asker)
             await reply.write(("\n\n" if reply.text else "") + "\n".join(notes))
-        await reply.finish()
+        await reply.finish(footer=self._footer(outcome, started))
         return outcome
+
+    def _footer(self, outcome: Outcome, started: float) -> str | None:
+        if not self._settings.footer:
+            return None
+        parts = [self._inference.model]
+        if outcome.usage is not None:
+            parts.append(f"{outcome.usage.total_tokens:,} tokens")
+        parts.append(f"{time.monotonic() - started:.1f} s")
+        return " · ".join(parts)
 
 
 async def _texts(events: AsyncIterator[object], outcome: Outcome) -> AsyncIterator[str]:
@@ -188,6 +201,37 @@ async def _texts(events: AsyncIterator[object], outcome: Outcome) -> AsyncIterat
             outcome.usage = event
         elif isinstance(event, ToolCallDelta):
             outcome.tool_calls.add(event)
+
+
+def traced(question: Question) -> contextlib.AbstractContextManager[logs.Trace]:
+    """The log context of a question. Its trace id comes from the message itself, so the
+    delivery and the answer share it even when another process answers."""
+    return logs.trace(
+        logs.id_for(question.team, question.channel, question.ts),
+        team=question.team,
+        channel=question.channel,
+        thread=question.thread_ts,
+        user=question.user,
+    )
+
+
+def _log_answered(outcome: Outcome, model: str, seconds: float) -> None:
+    """The one summary line per answer: what it cost and how it ended."""
+    usage = outcome.usage
+    log.info(
+        "answered",
+        extra={
+            "seconds": round(seconds, 3),
+            "first_text_seconds": outcome.first_text_seconds,
+            "model": model,
+            "finish": outcome.finish,
+            "error": outcome.error,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "tokens": usage.total_tokens if usage else None,
+            logs.SLACK_429: logs.totals().get(logs.SLACK_429, 0),
+        },
+    )
 
 
 @contextlib.asynccontextmanager

@@ -31,7 +31,14 @@ REQUIRED_SCOPES = (
 )
 # Threads in private channels and group DMs, and the "is thinking…" status of assistant threads.
 EXTRA_SCOPES = ("assistant:write", "groups:history", "mpim:history")
-BOT_EVENTS = ("app_mention", "message.channels", "message.groups", "message.im", "message.mpim")
+BOT_EVENTS = (
+    "app_home_opened",
+    "app_mention",
+    "message.channels",
+    "message.groups",
+    "message.im",
+    "message.mpim",
+)
 
 # Slack's manifest schema limits.
 _NAME_LIMIT = 35
@@ -102,7 +109,7 @@ def _features(catalog: Catalog, endpoint: str | None) -> dict[str, Any]:
     return {
         "bot_user": {"display_name": BOT_DISPLAY_NAME, "always_online": True},
         "app_home": {
-            "home_tab_enabled": False,
+            "home_tab_enabled": True,
             "messages_tab_enabled": True,
             "messages_tab_read_only_enabled": False,
         },

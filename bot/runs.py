@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import logs
 from bot.approvals import Approvers
 from bot.errors import BotError, InferenceError, RequestRefused, SlackError
 from bot.inference import (
@@ -25,12 +26,13 @@ from bot.inference import (
     AgentsClient,
     AgentToolResult,
     AgentUnknown,
+    Usage,
 )
 from bot.notices import describe
 from bot.proposals import Asker
 from bot.run_command import Invocation, parse
 from bot.runbooks import Catalog, agent_body
-from bot.slack import cards
+from bot.slack import cards, home
 from bot.slack.calls import slack_errors
 from bot.slack.progress import RunProgress
 from bot.state.requests import RequestStore, RunRecord, new_id
@@ -229,11 +231,39 @@ class RunService:
         if await self._requests.move(request_id, "running", "cancelled", user) == "ok":
             await self._requests.audit("cancel_requested", id=request_id, user=user)
 
+    # -- App Home ---------------------------------------------------------------------
+
+    async def overview(self, user: str) -> home.Overview:
+        """What ``user`` sees in App Home: requests waiting on them, and the latest runs."""
+        records = await self._requests.recent()
+        now = time.time()
+        waiting = [r for r in records if r.state == "pending" and r.expires_at > now]
+        to_decide = [r for r in waiting if await self._approvers.refusal(user, r) is None]
+        return home.Overview(
+            to_decide=to_decide,
+            asked=[r for r in waiting if r.requester == user and r not in to_decide],
+            latest=[r for r in records if r.state != "pending"][: home.LATEST],
+        )
+
     # -- running ----------------------------------------------------------------------
 
     async def execute(self, record: RunRecord, *, by: str) -> None:
+        # The request id is the trace id: the /run, the click and the run share it.
+        with logs.trace(
+            record.id,
+            run_id=record.id,
+            runbook=record.runbook,
+            team=record.team,
+            channel=record.channel,
+            thread=record.run_thread,
+            user=record.requester,
+        ):
+            await self._execute(record, by=by)
+
+    async def _execute(self, record: RunRecord, *, by: str) -> None:
         if await self._requests.move(record.id, "approved", "running", by) != "ok":
             return
+        started = time.monotonic()
         await self._requests.audit("run_started", id=record.id, user=by, runbook=record.runbook)
         if self._work is not None:
             await self._work.start(f"run:{record.id}", {"kind": "run", "id": record.id})
@@ -244,6 +274,7 @@ class RunService:
         if outcome != "cancelled":
             await self._requests.move(record.id, "running", outcome, by)
         await self._requests.audit("run_ended", id=record.id, outcome=outcome)
+        _log_run(outcome, by, time.monotonic() - started)
         final = await self._requests.get(record.id)
         if final is not None:
             await self._update_card(final, note=note)
@@ -326,6 +357,8 @@ class RunService:
 async def _show(event: object, progress: RunProgress) -> str | None:
     """Show one agent event; returns a failure reason when the event says the run failed."""
     if isinstance(event, AgentMessage):
+        if event.usage is not None:
+            _count_usage(event.usage)
         for call in event.tool_calls:
             await progress.tool_started(call.id, call.name, call.arguments)
         if event.finish_reason != "tool_calls" and event.content:
@@ -341,6 +374,21 @@ async def _show(event: object, progress: RunProgress) -> str | None:
             f":grey_question: Unexpected event from the Agents API: `{event.raw[:200]}`"
         )
     return None
+
+
+def _count_usage(usage: Usage) -> None:
+    logs.count("prompt_tokens", usage.prompt_tokens)
+    logs.count("completion_tokens", usage.completion_tokens)
+    logs.count("tokens", usage.total_tokens)
+
+
+def _log_run(outcome: str, by: str, seconds: float) -> None:
+    """The one summary line per agent run; tokens and 429s were counted as they came."""
+    fields: dict[str, object] = {logs.SLACK_429: 0, **logs.totals()}
+    log.info(
+        "run finished",
+        extra={"outcome": outcome, "started_by": by, "seconds": round(seconds, 3), **fields},
+    )
 
 
 def _values_line(record: RunRecord) -> str:

@@ -71,6 +71,7 @@ def test_http_manifest_points_everything_at_one_url(catalog: Catalog) -> None:
     assert built["settings"]["socket_mode_enabled"] is False
     events = built["settings"]["event_subscriptions"]["bot_events"]
     assert set(events) == {
+        "app_home_opened",
         "app_mention",
         "message.channels",
         "message.groups",

@@ -24,6 +24,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from bot import logs
 from bot.errors import StateError
 from bot.state import keys
 from bot.state.store import redis_errors
@@ -164,6 +165,7 @@ class BudgetRetryHandler(AsyncRetryHandler):
         error: Exception | None = None,
     ) -> None:
         self.rate_limited += 1
+        logs.count(logs.SLACK_429)  # reported on the summary line of the request that met it
         seconds = _retry_after(response.headers if response is not None else {})
         method = request.url.rstrip("/").rsplit("/", 1)[-1]
         channel = str((request.body_params or {}).get("channel", ""))

@@ -1,4 +1,4 @@
-"""Bolt listeners for Act: the ``/run`` command and the card's buttons.
+"""Bolt listeners for Act: the ``/run`` command, the card's buttons, and the App Home tab.
 
 Each acknowledges first (Slack allows 3 seconds), then works; refusals go back to the
 person who typed or clicked as an ephemeral message, never to the channel.
@@ -12,14 +12,16 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import logs
 from bot.errors import BotError, RequestRefused
 from bot.inflight import InFlight
 from bot.notices import describe
 from bot.run_command import is_help
 from bot.runbooks import Catalog
 from bot.runs import Requester, RunService
-from bot.slack import cards
+from bot.slack import cards, home
 
 log = logging.getLogger(__name__)
 
@@ -27,27 +29,43 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, runs: RunService, inflight: InFlight) -> None:
     async def on_run(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        async with inflight.hold():
-            await _run_command(runs, body, _ephemeral(respond))
+        where = {"team": body.get("team_id"), "channel": body.get("channel_id")}
+        with logs.trace(user=body.get("user_id"), **where):
+            async with inflight.hold():
+                await _run_command(runs, body, _ephemeral(respond))
 
     async def on_decision(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
         user = str((body.get("user") or {}).get("id", ""))
         tell = _ephemeral(respond)
-        async with inflight.hold():
-            try:
-                if action.get("action_id") == cards.CANCEL:
-                    await runs.cancel(str(action.get("value", "")), user, tell)
-                else:
-                    await runs.decide(str(action.get("value", "")), user, action["action_id"], tell)
-            except BotError as exc:
-                log.error("decision failed: %s", exc)
-                await tell(describe(exc))
+        request_id = str(action.get("value", ""))
+        with logs.trace(request_id, run_id=request_id, user=user):
+            async with inflight.hold():
+                try:
+                    if action.get("action_id") == cards.CANCEL:
+                        await runs.cancel(request_id, user, tell)
+                    else:
+                        await runs.decide(request_id, user, action["action_id"], tell)
+                except BotError as exc:
+                    log.error("decision failed: %s", exc)
+                    await tell(describe(exc))
+
+    async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab") != "home":
+            return  # the Messages tab is the DM with the bot: nothing to draw
+        user = str(event.get("user", ""))
+        with logs.trace(user=user):
+            async with inflight.hold():
+                try:
+                    await home.publish(client, user, await runs.overview(user))
+                except BotError as exc:
+                    log.error("could not publish App Home: %s", exc)
 
     app.command("/run")(on_run)
     for action_id in (cards.APPROVE, cards.DENY, cards.WITHDRAW, cards.RUN_NOW, cards.CANCEL):
         app.action(action_id)(on_decision)
+    app.event("app_home_opened")(on_home_opened)
 
 
 async def _run_command(runs: RunService, body: dict[str, Any], tell: Any) -> None:

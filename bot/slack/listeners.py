@@ -14,7 +14,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
-from bot.ask import AskService
+from bot.ask import AskService, traced
 from bot.errors import BotError, SlackError
 from bot.inflight import InFlight
 from bot.slack import blocks
@@ -36,7 +36,8 @@ def register(
         if incoming is None:
             return
         async with inflight.hold():
-            await _handle_question(ask, client, incoming)
+            with traced(incoming.question):
+                await _handle_question(ask, client, incoming)
 
     async def on_retry(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()

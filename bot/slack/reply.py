@@ -91,11 +91,12 @@ class ThreadReply:
         self._pending += text
         await self._flush(wait=False)
 
-    async def finish(self) -> None:
+    async def finish(self, footer: str | None = None) -> None:
+        """Send what is left; ``footer`` goes in a context block under the last message."""
         if not self.text:
             self.text = self._pending = EMPTY_ANSWER
         await self._flush(wait=True)
-        await self._close_message()
+        await self._close_message(footer)
 
     async def fail(self, notice: str) -> None:
         """End the answer with a plain notice, keeping whatever was already written."""
@@ -163,18 +164,29 @@ class ThreadReply:
             await self._open_with(text)
         return True
 
-    async def _close_message(self) -> None:
+    async def _close_message(self, footer: str | None = None) -> None:
         if self._ts is None:
             return
+        extra = [blocks.context(footer)] if footer else None
         if self._native:
             await self._r.pace("chat.stopStream")
             try:
                 async with slack_errors("chat.stopStream"):
-                    await self._client.chat_stopStream(channel=self._place.channel, ts=self._ts)
+                    await self._client.chat_stopStream(
+                        channel=self._place.channel, ts=self._ts, blocks=extra
+                    )
             except SlackError as exc:
                 log.warning("could not stop the stream (%s); freezing it instead", exc.code)
                 await self._freeze()
+        elif extra:
+            await self._add_footer(extra)
         self._reset()
+
+    async def _add_footer(self, extra: list[blocks.Block]) -> None:
+        try:
+            await self._update(self._sent, extra=extra)
+        except SlackError as exc:
+            log.warning("could not add the footer (%s)", exc.code)
 
     async def _freeze(self) -> None:
         """Make a message show exactly the text it was confirmed to hold."""
@@ -223,14 +235,16 @@ class ThreadReply:
             )
         return str(response["ts"])
 
-    async def _update(self, text: str, *, paced: bool = False) -> None:
+    async def _update(
+        self, text: str, *, paced: bool = False, extra: list[blocks.Block] | None = None
+    ) -> None:
         if not paced:
             await self._r.pace("chat.update")
         async with slack_errors("chat.update"):
             await self._client.chat_update(
                 channel=self._place.channel,
                 ts=self._ts or "",
-                blocks=[blocks.markdown(text)],
+                blocks=[blocks.markdown(text), *(extra or [])],
                 text=preview(text),
             )
 

@@ -61,6 +61,14 @@ def pending_requests() -> str:
     return f"{PREFIX}requests:pending"
 
 
+def recent_requests() -> str:
+    """Sorted set of request ids scored by creation time, newest kept, for App Home."""
+    return f"{PREFIX}requests:recent"
+
+
+RECENT_REQUESTS_MAX = 200
+
+
 def audit_log() -> str:
     return f"{PREFIX}audit"
 

@@ -101,6 +101,10 @@ class RequestStore:
             pipe.expire(key, keys.REQUEST_TTL)
             if record.state == "pending":
                 pipe.zadd(keys.pending_requests(), {record.id: record.expires_at})
+            recent = keys.recent_requests()
+            pipe.zadd(recent, {record.id: record.created_at})
+            pipe.zremrangebyrank(recent, 0, -keys.RECENT_REQUESTS_MAX - 1)
+            pipe.expire(recent, keys.REQUEST_TTL)
             await pipe.execute()
 
     async def set_card(self, request_id: str, card_ts: str) -> None:
@@ -111,6 +115,17 @@ class RequestStore:
         async with redis_errors():
             raw: dict[str, str] = await self._redis.hgetall(keys.request(request_id))  # type: ignore[assignment]
         return _record(request_id, raw) if raw else None
+
+    async def recent(self, limit: int = keys.RECENT_REQUESTS_MAX) -> list[RunRecord]:
+        """The newest requests first; ids whose hash has expired are skipped."""
+        async with redis_errors():
+            newest = await self._redis.zrevrange(keys.recent_requests(), 0, limit - 1)
+            ids = [str(i) for i in newest]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for request_id in ids:
+                    pipe.hgetall(keys.request(request_id))
+                rows: list[dict[str, str]] = await pipe.execute()
+        return [_record(i, raw) for i, raw in zip(ids, rows, strict=True) if raw]
 
     async def move(self, request_id: str, source: str, target: str, who: str) -> str:
         """Move ``source → target`` atomically; 'ok', or the state that prevented it."""
