@@ -13,23 +13,27 @@ from dataclasses import dataclass, field
 
 import httpx
 import redis.asyncio as redis
+from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Approvers
 from bot.ask import AskService, AskSettings
+from bot.background import Background
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
+from bot.execution import Executor
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
 from bot.proposals import Copilot
 from bot.recovery import Recovery
-from bot.runbooks import Catalog, load_catalog
+from bot.runbooks import load_catalog
 from bot.runs import RunService
 from bot.slack import commands, listeners
 from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
+from bot.slack.card_writer import CardWriter
 from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
@@ -55,19 +59,27 @@ class Runtime:
     recovery: Recovery
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start_background(self) -> None:
+    def start_background(self, *, sweeps: bool = True) -> None:
         """The heartbeat, and sweeps for expired requests and for work of dead processes."""
-        self.background += [
-            asyncio.create_task(_every(self.settings.copilot_heartbeat_interval, self._beat)),
-            asyncio.create_task(_every(self.settings.copilot_sweep_interval, self._sweep)),
-        ]
+        settings = self.settings
+        self.background.append(
+            asyncio.create_task(_every(settings.copilot_heartbeat_interval, self._beat))
+        )
+        if sweeps:
+            self.background.append(
+                asyncio.create_task(_every(settings.copilot_sweep_interval, self._sweep))
+            )
 
     async def _beat(self) -> None:
         await self.work.heartbeat()
 
     async def _sweep(self) -> None:
-        await self.runs.sweep_expired()
-        await self.recovery.sweep()
+        # Independent: a failure in one must not skip the other.
+        for sweep in (self.runs.sweep_expired, self.recovery.sweep):
+            try:
+                await sweep()
+            except BotError as exc:
+                log.warning("sweep failed: %s", exc)
 
     async def shutdown(self) -> None:
         """Stop: let work in flight finish within the grace period, report what did not."""
@@ -88,20 +100,26 @@ class Runtime:
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run ``job`` forever; one failure is logged and the next round comes all the same."""
     while True:
         try:
             await job()
-        except BotError as exc:
-            log.warning("background %s failed: %s", getattr(job, "__name__", "job"), exc)
+        except Exception:
+            log.exception("background %s failed", getattr(job, "__name__", "job"))
         await asyncio.sleep(seconds)
 
 
-async def resolve_identity(client: AsyncWebClient) -> Identity:
+async def resolve_identity(client: AsyncWebClient, api_url: str) -> Identity:
     """Ask Slack who we are, once, so requests never wait on ``auth.test``."""
     try:
         async with slack_errors("auth.test"):
             result = await client.auth_test()
     except SlackError as exc:
+        if exc.code.startswith("connection_error"):
+            raise ConfigError(
+                f"Slack is unreachable at {api_url} ({exc.code}): check the network, or "
+                "SLACK_API_URL if you set it."
+            ) from None
         raise ConfigError(
             f"SLACK_BOT_TOKEN was refused by Slack ({exc.code}): copy the Bot User OAuth "
             "Token (xoxb-…) from your Slack app's OAuth & Permissions page."
@@ -113,74 +131,80 @@ async def resolve_identity(client: AsyncWebClient) -> Identity:
     )
 
 
-async def build_runtime(settings: Settings) -> Runtime:
+async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
+    """Everything the bot needs, wired. ``sweeps=False`` (the local shell) leaves the shared
+    sweeps alone, so a console never acts on other processes' requests or threads."""
     catalog = load_catalog(settings.runbooks_file)
-    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    identity = await resolve_identity(web_client(token, settings.slack_api_url))
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    client = connect(redis_url)
+    token = _secret(settings.slack_bot_token)
+    identity = await resolve_identity(
+        web_client(token, settings.slack_api_url), settings.slack_api_url
+    )
+    client = connect(_secret(settings.redis_url))
     store = ThreadStore(
         client,
         thread_ttl=settings.copilot_thread_ttl_seconds,
         history_turns=settings.copilot_history_turns,
+        lock_ttl=settings.copilot_lock_ttl,
     )
     await _check_store(store)
     budget = SlackBudget(client, identity.team_id)
     slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget))
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
     work = WorkRegistry(client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval)
-    runs = _run_service(settings, catalog, client, slack, http, work)
-    copilot = Copilot(catalog, runs.propose_for)
+    inflight = InFlight()
+    tasks = Background(inflight)
+    executor = Executor(
+        RequestStore(client), _agents(settings, http), slack, CardWriter(slack), work
+    )
+    runs = RunService(
+        catalog,
+        RequestStore(client),
+        Approvers(slack, client),
+        executor,
+        CardWriter(slack),
+        settings.inference_model_id,
+        tasks,
+    )
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
     ask = AskService(
-        store, _inference(settings, http), replier, _ask_settings(settings), copilot, work
+        store,
+        _inference(settings, http),
+        replier,
+        _ask_settings(settings),
+        Copilot(catalog, runs.propose_for),
+        work,
     )
     bolt = _bolt_app(settings, identity, token)
-    inflight = InFlight()
     listeners.register(bolt, ask, slack, identity, inflight)
     commands.register(bolt, runs, inflight)
-    recovery = Recovery(work, slack, ask, runs)
+    recovery = Recovery(work, slack, ask, runs, tasks)
     runtime = Runtime(
         settings, identity, bolt, slack, client, http, store, ask, runs, inflight, work, recovery
     )
-    runtime.start_background()
+    runtime.start_background(sweeps=sweeps)
     return runtime
 
 
-def _run_service(
-    settings: Settings,
-    catalog: Catalog,
-    client: redis.Redis,
-    slack: AsyncWebClient,
-    http: httpx.AsyncClient,
-    work: WorkRegistry,
-) -> RunService:
-    key = settings.inference_key.get_secret_value() if settings.inference_key else ""
-    agents = AgentsClient(
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _agents(settings: Settings, http: httpx.AsyncClient) -> AgentsClient:
+    return AgentsClient(
         http,
         base_url=settings.inference_url,
-        api_key=key,
+        api_key=_secret(settings.inference_key) or "",
         model=settings.inference_model_id,
         idle_timeout=settings.copilot_run_idle_timeout,
         deadline=settings.copilot_run_deadline,
     )
-    return RunService(
-        catalog,
-        RequestStore(client),
-        Approvers(slack, client),
-        agents,
-        slack,
-        settings.inference_model_id,
-        work,
-    )
 
 
 def _inference(settings: Settings, http: httpx.AsyncClient) -> InferenceClient:
-    key = settings.inference_key.get_secret_value() if settings.inference_key else ""
     return InferenceClient(
         http,
         base_url=settings.inference_url,
-        api_key=key,
+        api_key=_secret(settings.inference_key) or "",
         model=settings.inference_model_id,
         idle_timeout=settings.copilot_idle_timeout,
         deadline=settings.copilot_answer_deadline,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bot import logs, notices
 from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
-from bot.errors import BotError, InferenceError, SlackError
+from bot.errors import BotError, InferenceError, SlackError, StateError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
 from bot.pacing import paced
 from bot.proposals import Asker, Copilot, ToolCalls
@@ -26,6 +26,11 @@ from bot.state import ThreadStore, keys
 from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
+
+# A queue that Redis keeps refusing is left after this many tries (a second apart).
+DRAIN_RETRIES = 30
+# Tries, spread over one lock lifetime, to take over a thread from a process that vanished.
+RESUME_TRIES = 5
 
 
 @dataclass
@@ -75,17 +80,31 @@ class AskService:
     async def is_following(self, team: str, channel: str, thread_ts: str) -> bool:
         return await self._store.is_active(keys.thread_id(team, channel, thread_ts))
 
-    async def drain(self, thread: str) -> None:
+    async def drain(self, thread: str) -> bool:
+        """Answer the thread's queue if no one else is; False when someone else holds it."""
         token = await self._store.try_lock(thread)
         if token is None:
-            return  # whoever holds the lock answers our question after theirs
+            return False  # whoever holds the lock answers our question after theirs
+        failures = 0
         async with _heartbeat(self._store, thread, token):
-            while True:
-                question = await self._store.next_question(thread)
-                if question is not None:
-                    await self._answer_safely(thread, question, token)
-                elif await self._store.release_if_empty(thread, token):
-                    return
+            while failures < DRAIN_RETRIES:
+                try:
+                    if await self._drain_step(thread, token):
+                        break
+                except StateError as exc:
+                    # Keep the lock (the heartbeat refreshes it) and try again shortly.
+                    failures += 1
+                    log.warning("thread queue unavailable: %s", exc)
+                    await asyncio.sleep(1.0)
+        return True
+
+    async def _drain_step(self, thread: str, token: str) -> bool:
+        """Answer the next question; True once the queue is empty and the lock let go."""
+        question = await self._store.next_question(thread)
+        if question is not None:
+            await self._answer_safely(thread, question, token)
+            return False
+        return await self._store.release_if_empty(thread, token)
 
     async def _answer_safely(self, thread: str, question: Question, lock: str) -> None:
         try:
@@ -112,10 +131,13 @@ class AskService:
             with contextlib.suppress(BotError):
                 await self._work.finish(name)
 
-    async def resume(self, thread: str, dead_lock: str) -> None:
-        """Go on with a thread whose answering process is gone: free its lock, drain."""
-        await self.release(thread, dead_lock)
-        await self.drain(thread)
+    async def resume(self, thread: str) -> None:
+        """Go on with a thread whose answering process looks gone. Its lock is left to
+        expire rather than broken: a process that only missed heartbeats may still hold it."""
+        for _ in range(RESUME_TRIES):
+            if await self.drain(thread):
+                return
+            await asyncio.sleep(self._store.lock_ttl / (RESUME_TRIES - 1))
 
     async def release(self, thread: str, lock: str) -> None:
         await self._store.break_lock(thread, lock)
@@ -131,6 +153,15 @@ class AskService:
     async def answer(self, thread: str, question: Question) -> None:
         reply = self._replier.open(_place_of(question))
         await reply.begin()
+        try:
+            await self._answer_into(reply, thread, question)
+        except BotError as exc:
+            # The placeholder is up: never leave it saying "Thinking…" forever.
+            log.error("answer failed in %s: %s", thread, exc)
+            with contextlib.suppress(SlackError):
+                await reply.fail(notices.describe(exc))
+
+    async def _answer_into(self, reply: ThreadReply, thread: str, question: Question) -> None:
         if not question.text.strip():
             await reply.fail(notices.EMPTY_QUESTION)
             return
@@ -240,7 +271,7 @@ async def _heartbeat(store: ThreadStore, thread: str, token: str) -> AsyncIterat
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(keys.LOCK_REFRESH_SECONDS)
+            await asyncio.sleep(store.lock_ttl / 3)
             with contextlib.suppress(BotError):
                 await store.refresh_lock(thread, token)
 

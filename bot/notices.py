@@ -25,9 +25,17 @@ EMPTY_QUESTION = (
 )
 
 
-def describe(exc: BaseException) -> str:
-    """A short, plain message for the person whose request failed."""
+RUN_ADVICE = "The run may have done part of its work: check the app before running it again."
+
+
+def describe(exc: BaseException, *, during_run: bool = False) -> str:
+    """A short, plain message for the person whose request failed.
+
+    An agent run has side effects, so after a failure mid-run the advice is to look before
+    running it again, never simply to retry."""
     text = _describe(exc)
+    if during_run:
+        text = text.split(" Please try again")[0].rstrip(".") + ". " + RUN_ADVICE
     return f":warning: {text}"
 
 

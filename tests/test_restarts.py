@@ -95,6 +95,7 @@ async def test_a_crashed_process_is_noticed_by_the_next_one(
         _free_port(),
         tmp_path,
         COPILOT_HEARTBEAT_INTERVAL="0.2",
+        COPILOT_LOCK_TTL="1",
         COPILOT_IDLE_TIMEOUT="60",
     )
     bot = await start(env)
@@ -105,7 +106,12 @@ async def test_a_crashed_process_is_noticed_by_the_next_one(
     await bot.proc.wait()
 
     settings = settings_for(
-        slack, inference, redis_url, copilot_sweep_interval=0.2, copilot_heartbeat_interval=0.2
+        slack,
+        inference,
+        redis_url,
+        copilot_sweep_interval=0.2,
+        copilot_heartbeat_interval=0.2,
+        copilot_lock_ttl=1,
     )
     async with serve(settings) as survivor:
         await slack.wait_for(lambda s: retry_button(s, "31.1") is not None, timeout=10)

@@ -38,7 +38,7 @@ async def run_shell(*, user: str = DEFAULT_USER, channel: str | None = None) -> 
     console = ConsoleSlack(Screen())
     await console.start()
     try:
-        runtime = await build_runtime(_pointed_at(settings, console))
+        runtime = await build_runtime(_pointed_at(settings, console), sweeps=False)
         try:
             shell = Shell(runtime, console, user=user, channel=channel or _channel(runtime))
             console.screen.show("", _banner(settings, shell))

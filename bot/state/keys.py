@@ -10,9 +10,6 @@ PREFIX = "copilot:"
 
 # A delivery is remembered for longer than Slack's retry window (3 retries within minutes).
 DEDUPE_TTL = 3600
-# The thread lock outlives a stuck holder by at most this long; holders refresh it.
-LOCK_TTL_MS = 30_000
-LOCK_REFRESH_SECONDS = 10.0
 # Queued questions wait at most this long for their thread's turn.
 QUEUE_TTL = 3600
 

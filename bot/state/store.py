@@ -64,8 +64,12 @@ async def redis_errors() -> AsyncIterator[None]:
 
 
 class ThreadStore:
-    def __init__(self, client: redis.Redis, *, thread_ttl: int, history_turns: int) -> None:
+    def __init__(
+        self, client: redis.Redis, *, thread_ttl: int, history_turns: int, lock_ttl: float = 30.0
+    ) -> None:
         self._redis = client
+        self.lock_ttl = lock_ttl
+        self._lock_ttl_ms = int(lock_ttl * 1000)
         self._thread_ttl = thread_ttl
         self._history_turns = history_turns
         self._accept = client.register_script(_ACCEPT)
@@ -98,13 +102,13 @@ class ThreadStore:
         """Take the thread's lock; returns the holder's token, or None if someone has it."""
         token = uuid.uuid4().hex
         async with redis_errors():
-            got = await self._redis.set(keys.lock(thread), token, nx=True, px=keys.LOCK_TTL_MS)
+            got = await self._redis.set(keys.lock(thread), token, nx=True, px=self._lock_ttl_ms)
         return token if got else None
 
     async def refresh_lock(self, thread: str, token: str) -> bool:
         async with redis_errors():
             return bool(
-                await self._refresh(keys=[keys.lock(thread)], args=[token, keys.LOCK_TTL_MS])
+                await self._refresh(keys=[keys.lock(thread)], args=[token, self._lock_ttl_ms])
             )
 
     async def break_lock(self, thread: str, token: str) -> bool:

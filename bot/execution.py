@@ -1,0 +1,182 @@
+"""Running an approved request on the Heroku Agents API and showing it in Slack.
+
+Only ``approved → running`` (one atomic move) starts a run, and it sends exactly the body
+stored with the request. The run streams into the card's thread; the card ends with the
+outcome. Whatever goes wrong on our side, the run ends ``failed`` with a note, never stuck
+at "running"; a process stopping mid-run is reported by ``bot.recovery`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import logs
+from bot.errors import BotError, InferenceError, StateError
+from bot.inference import AgentError, AgentMessage, AgentsClient, AgentToolResult, AgentUnknown
+from bot.notices import describe
+from bot.slack.card_writer import CardWriter
+from bot.slack.progress import RunProgress
+from bot.state.requests import RequestStore, RunRecord
+from bot.state.work import WorkRegistry
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_SECONDS = 1.0
+Outcome = tuple[str, str | None]
+
+
+class Executor:
+    def __init__(
+        self,
+        requests: RequestStore,
+        agents: AgentsClient,
+        slack: AsyncWebClient,
+        cards: CardWriter,
+        work: WorkRegistry | None = None,
+    ) -> None:
+        self._requests = requests
+        self._agents = agents
+        self._slack = slack
+        self._cards = cards
+        self._work = work
+
+    async def execute(self, record: RunRecord, *, by: str) -> None:
+        # The request id is the trace id: the /run, the click and the run share it.
+        with logs.trace(
+            record.id,
+            run_id=record.id,
+            runbook=record.runbook,
+            team=record.team,
+            channel=record.channel,
+            thread=record.run_thread,
+            user=record.requester,
+        ):
+            if await self._requests.move(record.id, "approved", "running", by) != "ok":
+                return
+            started = time.monotonic()
+            progress = RunProgress(self._slack, record.channel, record.run_thread)
+            try:
+                outcome, note = await self._run(record, by, progress)
+            except asyncio.CancelledError:
+                raise  # the process is stopping: bot.recovery reports the run
+            except Exception as exc:  # a run must end visibly, whatever broke on our side
+                log.exception("agent run %s stopped", record.id)
+                await progress.note(describe(exc))
+                outcome, note = "failed", "stopped by an error in the bot"
+            await self._finish(record, by, outcome, note, time.monotonic() - started)
+
+    async def _run(self, record: RunRecord, by: str, progress: RunProgress) -> Outcome:
+        if self._work is not None:
+            await self._work.start(f"run:{record.id}", {"kind": "run", "id": record.id})
+        await self._requests.audit("run_started", id=record.id, user=by, runbook=record.runbook)
+        await self._cards.update(await self._requests.get(record.id) or record)
+        return await self._watch(record, progress)
+
+    async def _finish(
+        self, record: RunRecord, by: str, outcome: str, note: str | None, seconds: float
+    ) -> None:
+        with contextlib.suppress(BotError):
+            if outcome != "cancelled":
+                await self._requests.move(record.id, "running", outcome, by)
+            await self._requests.audit("run_ended", id=record.id, outcome=outcome)
+        _log_run(outcome, by, seconds)
+        with contextlib.suppress(BotError):
+            final = await self._requests.get(record.id)
+            await self._cards.update(final or record, note=note)
+        if self._work is not None:
+            with contextlib.suppress(BotError):
+                await self._work.finish(f"run:{record.id}")
+
+    async def interrupted(self, request_id: str) -> None:
+        """The process watching this run stopped: say so, and never start it again."""
+        if await self._requests.move(request_id, "running", "failed", "restart") != "ok":
+            return
+        await self._requests.audit("run_interrupted", id=request_id)
+        record = await self._requests.get(request_id)
+        if record is None:
+            return
+        progress = RunProgress(self._slack, record.channel, record.run_thread)
+        await progress.note(
+            ":warning: The bot restarted while watching this run, so its outcome is unknown. "
+            "It was not started again (runs have side effects): check the app before re-running."
+        )
+        await self._cards.update(record, note="interrupted by a restart")
+
+    async def _watch(self, record: RunRecord, progress: RunProgress) -> Outcome:
+        stream = asyncio.create_task(self._stream(record, progress))
+        watcher = asyncio.create_task(self._wait_cancelled(record.id))
+        done, _ = await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stream, watcher):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if stream in done:
+            return stream.result()
+        await progress.note(
+            ":black_square_for_stop: Cancelled: I stopped watching this run. A tool call "
+            "already under way on Heroku may still finish."
+        )
+        return "cancelled", None
+
+    async def _stream(self, record: RunRecord, progress: RunProgress) -> Outcome:
+        failed = None
+        try:
+            async with contextlib.aclosing(self._agents.stream_agent(record.body)) as events:
+                async for event in events:
+                    failed = await _show(event, progress) or failed
+        except InferenceError as exc:
+            log.warning("agent run %s failed: %r", record.id, exc)
+            await progress.note(describe(exc, during_run=True))
+            return "failed", "the run broke off"
+        return ("failed", failed) if failed else ("succeeded", None)
+
+    async def _wait_cancelled(self, request_id: str) -> None:
+        """Returns only when someone really cancelled: a Redis blip is not a Cancel click."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            try:
+                record = await self._requests.get(request_id)
+            except StateError as exc:
+                log.warning("cannot check for a cancel right now: %s", exc)
+                continue
+            if record is not None and record.state == "cancelled":
+                return
+
+
+async def _show(event: object, progress: RunProgress) -> str | None:
+    """Show one agent event; returns a failure reason when the event says the run failed."""
+    if isinstance(event, AgentMessage):
+        if event.usage is not None:
+            logs.count("prompt_tokens", event.usage.prompt_tokens)
+            logs.count("completion_tokens", event.usage.completion_tokens)
+            logs.count("tokens", event.usage.total_tokens)
+        for call in event.tool_calls:
+            await progress.tool_started(call.id, call.name, call.arguments)
+        if event.finish_reason != "tool_calls" and event.content:
+            await progress.answer(event.content)
+    elif isinstance(event, AgentToolResult):
+        await progress.tool_finished(event.tool_call_id, event.name, event.content)
+    elif isinstance(event, AgentError):
+        await progress.note(f":x: The agent run reported an error: {event.message}")
+        return "the agent reported an error"
+    elif isinstance(event, AgentUnknown):
+        log.warning("unknown agent event: %s", event.raw[:500])
+        await progress.note(
+            f":grey_question: Unexpected event from the Agents API: `{event.raw[:200]}`"
+        )
+    return None
+
+
+def _log_run(outcome: str, by: str, seconds: float) -> None:
+    """The one summary line per agent run; tokens and 429s were counted as they came."""
+    fields: dict[str, object] = {logs.SLACK_429: 0, **logs.totals()}
+    log.info(
+        "run finished",
+        extra={"outcome": outcome, "started_by": by, "seconds": round(seconds, 3), **fields},
+    )
