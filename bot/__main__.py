@@ -132,11 +132,23 @@ async def _socket_mode(runtime: Runtime, stop: asyncio.Event) -> None:
     )
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack in Socket Mode")
+    # A Heroku web dyno must bind $PORT within 60 s, Socket Mode or not.
+    health = await _health_only(runtime) if "port" in runtime.settings.model_fields_set else None
     try:
         await stop.wait()
     finally:
         with contextlib.suppress(Exception):
             await handler.close_async()  # type: ignore[no-untyped-call]
+        if health is not None:
+            await health.cleanup()
+
+
+async def _health_only(runtime: Runtime) -> web.AppRunner:
+    runner = web.AppRunner(web_app(runtime, slack_events_route=False), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", runtime.settings.port).start()
+    log.info("serving GET /healthz on port %d", runtime.settings.port)
+    return runner
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bot import logs, notices
@@ -194,10 +194,11 @@ class AskService:
         tools = self._copilot.tools() if self._copilot else None
         texts = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
         try:
-            async for batch in paced(texts, self._settings.update_interval):
-                if outcome.first_text_seconds is None:
-                    outcome.first_text_seconds = round(time.monotonic() - started, 3)
-                await reply.write(batch)
+            async with contextlib.aclosing(paced(texts, self._settings.update_interval)) as batches:
+                async for batch in batches:
+                    if outcome.first_text_seconds is None:
+                        outcome.first_text_seconds = round(time.monotonic() - started, 3)
+                    await reply.write(batch)
         except InferenceError as exc:
             log.warning("inference failed: %r", exc)
             outcome.error = type(exc).__name__
@@ -222,16 +223,18 @@ class AskService:
         return " · ".join(parts)
 
 
-async def _texts(events: AsyncIterator[object], outcome: Outcome) -> AsyncIterator[str]:
-    async for event in events:
-        if isinstance(event, TextDelta):
-            yield event.text
-        elif isinstance(event, Finish):
-            outcome.finish = event.reason
-        elif isinstance(event, Usage):
-            outcome.usage = event
-        elif isinstance(event, ToolCallDelta):
-            outcome.tool_calls.add(event)
+async def _texts(events: AsyncGenerator[object, None], outcome: Outcome) -> AsyncIterator[str]:
+    # aclosing: when the answer stops early, the HTTP stream closes now, not at GC.
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield event.text
+            elif isinstance(event, Finish):
+                outcome.finish = event.reason
+            elif isinstance(event, Usage):
+                outcome.usage = event
+            elif isinstance(event, ToolCallDelta):
+                outcome.tool_calls.add(event)
 
 
 def traced(question: Question) -> contextlib.AbstractContextManager[logs.Trace]:
@@ -293,6 +296,6 @@ def _place_of(question: Question) -> Place:
         channel=question.channel,
         thread_ts=question.thread_ts,
         user=question.user,
-        team=question.team,
+        team=question.user_team or question.team,
         is_dm=question.is_dm,
     )

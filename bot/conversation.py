@@ -32,6 +32,8 @@ class Question:
     user: str
     text: str
     channel_type: str = "channel"
+    # The asker's own workspace; differs from ``team`` in Slack Connect channels.
+    user_team: str = ""
 
     @property
     def is_dm(self) -> bool:

@@ -16,7 +16,6 @@ class InFlight:
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.closing = False
 
     @property
     def count(self) -> int:
@@ -34,8 +33,7 @@ class InFlight:
                 self._idle.set()
 
     async def drain(self, grace: float) -> bool:
-        """Stop taking work and wait for what runs; False if it did not finish in time."""
-        self.closing = True
+        """Wait for what runs; False if it did not finish within ``grace`` seconds."""
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 
-async def paced(source: AsyncIterator[str], interval: float) -> AsyncIterator[str]:
+async def paced(source: AsyncIterator[str], interval: float) -> AsyncGenerator[str, None]:
     loop = asyncio.get_running_loop()
     pending = ""
     due = loop.time()  # the first text goes out as soon as it arrives

@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
-def web_app(runtime: Runtime) -> web.Application:
+def web_app(runtime: Runtime, *, slack_events_route: bool = True) -> web.Application:
+    """The HTTP app. In Socket Mode only ``/healthz`` is served: Bolt does not verify
+    signatures there, so ``/slack/events`` must not be reachable over HTTP."""
     app = web.Application()
     app[RUNTIME] = runtime
-    app.router.add_post("/slack/events", slack_events)
+    if slack_events_route:
+        app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     return app
 

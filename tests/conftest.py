@@ -246,3 +246,17 @@ async def start(tmp_path: Any) -> AsyncIterator[Any]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def act(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> AsyncIterator[BotUnderTest]:
+    """The bot with the sample runbooks; U0CAROL approves through the user group S0OPS."""
+    from tests.test_runbooks import SAMPLE
+
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE)
+    slack.usergroups["S0OPS"] = ["U0CAROL"]
+    async with serve(settings_for(slack, inference, redis_url, runbooks_file=str(path))) as bot:
+        yield bot

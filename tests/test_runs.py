@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from tests.conftest import BotUnderTest, serve, settings_for
@@ -18,17 +16,6 @@ from tests.test_runbooks import SAMPLE
 
 CHANNEL = "C0OPS"
 ALICE, BOB, CAROL, MALLORY = "U0ALICE", "U0BOB", "U0CAROL", "U0MALLORY"
-
-
-@pytest.fixture
-async def act(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> AsyncIterator[BotUnderTest]:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE)
-    slack.usergroups["S0OPS"] = [CAROL]
-    async with serve(settings_for(slack, inference, redis_url, runbooks_file=str(path))) as bot:
-        yield bot
 
 
 async def run(bot: BotUnderTest, slack: FakeSlack, text: str, user: str = ALICE) -> Any:

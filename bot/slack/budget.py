@@ -12,6 +12,7 @@ answers 429 anyway, ``block`` holds the method for every stream until ``Retry-Af
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -168,7 +169,7 @@ class BudgetRetryHandler(AsyncRetryHandler):
         logs.count(logs.SLACK_429)  # reported on the summary line of the request that met it
         seconds = _retry_after(response.headers if response is not None else {})
         method = request.url.rstrip("/").rsplit("/", 1)[-1]
-        channel = str((request.body_params or {}).get("channel", ""))
+        channel = _channel_of(request)
         log.warning("Slack rate-limited %s; retrying in %.1f s", method, seconds)
         await self._budget.block(method, seconds, channel)
         state.next_attempt_requested = True
@@ -176,6 +177,17 @@ class BudgetRetryHandler(AsyncRetryHandler):
         await asyncio.sleep(random.random() / 4)
         await self._budget.take(method, channel)
         state.increment_current_attempt()
+
+
+def _channel_of(request: HttpRequest) -> str:
+    """The channel a call was for: form calls carry ``body_params``, JSON calls ``data``."""
+    params: Any = request.body_params
+    if params is None and request.data:
+        try:
+            params = json.loads(request.data)
+        except ValueError:
+            params = None
+    return str(params.get("channel", "")) if isinstance(params, dict) else ""
 
 
 def _retry_after(headers: dict[str, Any]) -> float:

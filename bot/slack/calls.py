@@ -7,10 +7,12 @@ handles SDK types. Rate limits (429 with Retry-After) are retried by the SDK's h
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
+from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -21,6 +23,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
+
+log = logging.getLogger(__name__)
 
 
 def web_client(
@@ -48,3 +52,15 @@ async def slack_errors(method: str) -> AsyncIterator[None]:
         raise SlackError(method, str(code or "unknown_error")) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise SlackError(method, f"connection_error: {type(exc).__name__}") from exc
+
+
+def ephemeral(respond: AsyncRespond) -> Callable[[str], Awaitable[None]]:
+    """A function that answers only the person who typed or clicked, via ``response_url``."""
+
+    async def tell(text: str) -> None:
+        try:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception as exc:  # response_url is Slack's own endpoint: log it and go on
+            log.warning("could not answer via response_url: %r", exc)
+
+    return tell

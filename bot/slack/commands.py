@@ -22,6 +22,7 @@ from bot.run_command import is_help
 from bot.runbooks import Catalog
 from bot.runs import Requester, RunService
 from bot.slack import cards, home
+from bot.slack.calls import ephemeral
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,13 @@ def register(app: AsyncApp, runs: RunService, inflight: InFlight) -> None:
         where = {"team": body.get("team_id"), "channel": body.get("channel_id")}
         with logs.trace(user=body.get("user_id"), **where):
             async with inflight.hold():
-                await _run_command(runs, body, _ephemeral(respond))
+                await _run_command(runs, body, ephemeral(respond))
 
     async def on_decision(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
         user = str((body.get("user") or {}).get("id", ""))
-        tell = _ephemeral(respond)
+        tell = ephemeral(respond)
         request_id = str(action.get("value", ""))
         with logs.trace(request_id, run_id=request_id, user=user):
             async with inflight.hold():
@@ -85,16 +86,6 @@ async def _run_command(runs: RunService, body: dict[str, Any], tell: Any) -> Non
     except BotError as exc:
         log.error("/run failed: %s", exc)
         await tell(describe(exc))
-
-
-def _ephemeral(respond: AsyncRespond) -> Any:
-    async def tell(text: str) -> None:
-        try:
-            await respond(text=text, response_type="ephemeral", replace_original=False)
-        except Exception as exc:  # the response_url is Slack's own HTTP endpoint: log, go on
-            log.warning("could not answer via response_url: %r", exc)
-
-    return tell
 
 
 def help_text(catalog: Catalog) -> str:

@@ -44,14 +44,18 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
     thread_ts = event.get("thread_ts")
     if kind == "message" and channel_type != "im" and thread_ts is None:
         return None  # a channel message outside a thread only reaches us by mention
+    # Threads belong to the workspace that received the event; in a Slack Connect channel
+    # ``event.team`` is the author's organisation, which differs from one person to the next.
+    team = str(body.get("team_id") or identity.team_id)
     question = Question(
-        team=str(event.get("team") or body.get("team_id") or identity.team_id),
+        team=team,
         channel=str(event.get("channel", "")),
         thread_ts=str(thread_ts or event.get("ts", "")),
         ts=str(event.get("ts", "")),
         user=str(event.get("user", "")),
         text=strip_mention(str(event.get("text") or ""), identity.user_id),
         channel_type=channel_type or "channel",
+        user_team=str(event.get("user_team") or event.get("team") or team),
     )
     if not question.channel or not question.ts or not question.user:
         return None

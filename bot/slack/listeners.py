@@ -18,7 +18,7 @@ from bot.ask import AskService, traced
 from bot.errors import BotError, SlackError
 from bot.inflight import InFlight
 from bot.slack import blocks
-from bot.slack.calls import slack_errors
+from bot.slack.calls import ephemeral, slack_errors
 from bot.slack.events import Identity, Incoming, read_event
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def register(
             except BotError as exc:
                 log.error("retry failed: %s", exc)
                 retried = True
-                await _respond(respond, notices.describe(exc))
+                await ephemeral(respond)(notices.describe(exc))
             if not retried:
-                await _respond(respond, "That question was already retried (or is too old).")
+                await ephemeral(respond)("That question was already retried (or is too old).")
 
     app.event("app_mention")(on_message_event)
     app.event("message")(on_message_event)
@@ -70,13 +70,6 @@ async def _handle_question(ask: AskService, client: AsyncWebClient, incoming: In
         if incoming.needs_active_thread:
             return  # maybe not our thread at all: stay quiet rather than guess
         await _tell(client, question.channel, question.thread_ts, notices.describe(exc))
-
-
-async def _respond(respond: AsyncRespond, text: str) -> None:
-    try:
-        await respond(text=text, response_type="ephemeral", replace_original=False)
-    except Exception as exc:  # the response_url is Slack's own HTTP endpoint: log, go on
-        log.warning("could not answer via response_url: %r", exc)
 
 
 async def _tell(client: AsyncWebClient, channel: str, thread_ts: str, text: str) -> None:

@@ -26,6 +26,18 @@ log = logging.getLogger(__name__)
 # Slack's practical ceiling for one streamed message is about 11 KB.
 MESSAGE_LIMIT_BYTES = 10_000
 EMPTY_ANSWER = "_The model returned an empty answer._"
+# Refusals that will not change: the channel edits messages from now on. Anything else
+# (a rate limit, a network error) only sends this answer down the editing path.
+PERMANENT_REFUSALS = {
+    "channel_type_not_supported",
+    "not_allowed",
+    "not_allowed_token_type",
+    "missing_scope",
+    "unknown_method",
+    "method_not_supported_for_channel_type",
+    "feature_not_enabled",
+    "team_not_allowed",
+}
 
 
 @dataclass(frozen=True)
@@ -189,12 +201,16 @@ class ThreadReply:
             log.warning("could not add the footer (%s)", exc.code)
 
     async def _freeze(self) -> None:
-        """Make a message show exactly the text it was confirmed to hold."""
-        if self._sent:
-            try:
+        """Make a message show exactly the text it was confirmed to hold; an empty stream
+        is stopped instead, so no blank "typing" message stays above the continuation."""
+        try:
+            if self._sent:
                 await self._update(self._sent)
-            except SlackError as exc:
-                log.warning("could not freeze a message (%s)", exc.code)
+            elif self._native and self._ts is not None:
+                async with slack_errors("chat.stopStream"):
+                    await self._client.chat_stopStream(channel=self._place.channel, ts=self._ts)
+        except SlackError as exc:
+            log.warning("could not freeze a message (%s)", exc.code)
         self._reset()
 
     def _reset(self) -> None:
@@ -218,7 +234,8 @@ class ThreadReply:
             log.info(
                 "native streaming refused in %s (%s); editing messages", place.channel, exc.code
             )
-            self._r.no_stream_channels.add(place.channel)
+            if exc.code in PERMANENT_REFUSALS:
+                self._r.no_stream_channels.add(place.channel)
             return False
         self._ts = str(response["ts"])
         self._opened = time.monotonic()

@@ -1,0 +1,119 @@
+"""Act at its edges: cancel, forged buttons, DMs, and failures mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.conftest import BotUnderTest
+from tests.fakes import FakeInference, FakeSlack
+from tests.fakes.inference import agent_completion
+from tests.test_runs import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    MALLORY,
+    card_of,
+    card_text,
+    click,
+    ephemeral_texts,
+    pending_card,
+)
+
+
+def thread_text(slack: FakeSlack) -> str:
+    return " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
+
+
+async def test_cancel_stops_watching_and_only_allowed_people_may(
+    act: BotUnderTest,
+    slack: FakeSlack,
+    inference: FakeInference,
+) -> None:
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "dyno_run_command", "arguments": "{}"},
+    }
+    inference.agent_events(
+        [
+            (
+                "message",
+                agent_completion("Migrating…", tool_calls=[call], finish_reason="tool_calls"),
+            ),
+            ("message", agent_completion("never shown")),
+        ],
+        delay=5,
+    )
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "copilot_cancel" in card_text(s))
+    await click(act, slack, "copilot_cancel", rid, MALLORY)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{MALLORY}")))
+    assert "Only the requester or an approver" in ephemeral_texts(slack, MALLORY)
+
+    await click(act, slack, "copilot_cancel", rid, ALICE)
+    await slack.wait_for(lambda s: "Cancelled by" in card_text(s), timeout=10)
+    assert "stopped watching this run" in thread_text(slack)
+    assert "never shown" not in thread_text(slack)
+    assert "copilot_cancel" not in card_text(slack)
+
+
+async def test_a_forged_run_button_cannot_skip_approval(
+    act: BotUnderTest,
+    slack: FakeSlack,
+    inference: FakeInference,
+) -> None:
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_run", rid, ALICE)  # the requester, on a needs-approval card
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{ALICE}")))
+    assert "needs an approver's click" in ephemeral_texts(slack, ALICE)
+    await asyncio.sleep(0.2)
+    assert inference.agent_requests == []
+    assert "Waiting for approval" in card_text(slack)
+
+
+async def test_approval_requests_are_refused_in_direct_messages(
+    act: BotUnderTest,
+    slack: FakeSlack,
+    inference: FakeInference,
+) -> None:
+    response = await act.command(
+        command="/run",
+        text="migrate app=shop-staging",
+        user_id=ALICE,
+        team_id="T0TEAM",
+        channel_id="D0ALICE",
+        response_url=slack.response_url(f"cmd-{ALICE}"),
+    )
+    assert response.status_code == 200
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
+    assert "direct message" in ephemeral_texts(slack, ALICE)
+    assert slack.messages() == []
+
+
+async def test_a_run_that_breaks_off_says_to_check_before_rerunning(
+    act: BotUnderTest,
+    slack: FakeSlack,
+    inference: FakeInference,
+) -> None:
+    inference.reply_error(
+        503, {"error": "server_error", "message": "upstream down"}, path="/v1/agents/heroku"
+    )
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Failed after" in card_text(s), timeout=10)
+    thread = thread_text(slack)
+    assert "check the app before running it again" in thread
+    assert "Please try again" not in thread
+    assert "the run broke off" in card_text(slack)
+
+
+async def test_socket_mode_health_app_has_no_events_route(act: BotUnderTest) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.server import web_app
+
+    async with TestClient(TestServer(web_app(act.runtime, slack_events_route=False))) as client:
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.post("/slack/events", data=json.dumps({}))).status in (404, 405)
