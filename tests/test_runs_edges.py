@@ -117,3 +117,44 @@ async def test_socket_mode_health_app_has_no_events_route(act: BotUnderTest) -> 
     async with TestClient(TestServer(web_app(act.runtime, slack_events_route=False))) as client:
         assert (await client.get("/healthz")).status == 200
         assert (await client.post("/slack/events", data=json.dumps({}))).status in (404, 405)
+
+
+def _tool_run(output: str) -> list[tuple[str, str]]:
+    from tests.fakes.inference import agent_tool_result
+
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "dyno_run_command", "arguments": "{}"}}  # fmt: skip
+    return [
+        ("message", agent_completion("Running.", tool_calls=[call], finish_reason="tool_calls")),
+        ("message", agent_tool_result("c1", "dyno_run_command", output)),
+        ("message", agent_completion("Final answer: all good.")),
+        ("done", "[DONE]"),
+    ]
+
+
+async def test_long_tool_output_goes_up_as_a_masked_file(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    output = "\n".join(f"migration {i:04d} applied" for i in range(400))
+    output += "\nDATABASE_URL=postgres://u:s3cr3tpw@db.internal/x"
+    inference.agent_events(_tool_run(output))
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+    [upload] = slack.files.values()
+    content = upload.content.decode()
+    assert "migration 0399 applied" in content
+    assert "s3cr3tpw" not in content
+    assert upload.thread_ts == card_of(slack).ts
+    assert "migration 0000 applied" in thread_text(slack)  # the start is shown inline
+
+
+async def test_a_failed_progress_post_does_not_lose_the_final_answer(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    inference.agent_events(_tool_run("ok"))
+    rid = await pending_card(act, slack)
+    slack.fail_next("chat.postMessage", "internal_error", status=500, times=3)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=15)
+    assert "Final answer: all good." in thread_text(slack)
