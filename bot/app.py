@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 import redis.asyncio as redis
 from pydantic import SecretStr
@@ -57,6 +58,7 @@ class Runtime:
     inflight: InFlight
     work: WorkRegistry
     recovery: Recovery
+    session: aiohttp.ClientSession
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background(self, *, sweeps: bool = True) -> None:
@@ -96,6 +98,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.http.aclose()
+        await self.session.close()
         await self.redis.aclose()
 
 
@@ -139,7 +142,9 @@ async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
     identity = await resolve_identity(
         web_client(token, settings.slack_api_url), settings.slack_api_url
     )
-    client = connect(_secret(settings.redis_url))
+    client = connect(
+        _secret(settings.redis_url), max_connections=settings.copilot_redis_connections
+    )
     store = ThreadStore(
         client,
         thread_ttl=settings.copilot_thread_ttl_seconds,
@@ -148,8 +153,13 @@ async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
     )
     await _check_store(store)
     budget = SlackBudget(client, identity.team_id)
-    slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget))
-    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+    session = aiohttp.ClientSession()
+    slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget), session)
+    # One connection per streaming answer: hundreds may be open at once in an incident.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=50),
+    )
     work = WorkRegistry(client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval)
     inflight = InFlight()
     tasks = Background(inflight)
@@ -174,12 +184,24 @@ async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
         Copilot(catalog, runs.propose_for),
         work,
     )
-    bolt = _bolt_app(settings, identity, token)
+    bolt = _bolt_app(settings, identity, token, session)
     listeners.register(bolt, ask, slack, identity, inflight)
     commands.register(bolt, runs, inflight)
     recovery = Recovery(work, slack, ask, runs, tasks)
     runtime = Runtime(
-        settings, identity, bolt, slack, client, http, store, ask, runs, inflight, work, recovery
+        settings,
+        identity,
+        bolt,
+        slack,
+        client,
+        http,
+        store,
+        ask,
+        runs,
+        inflight,
+        work,
+        recovery,
+        session,
     )
     runtime.start_background(sweeps=sweeps)
     return runtime
@@ -219,7 +241,9 @@ def _ask_settings(settings: Settings) -> AskSettings:
     )
 
 
-def _bolt_app(settings: Settings, identity: Identity, token: str | None) -> AsyncApp:
+def _bolt_app(
+    settings: Settings, identity: Identity, token: str | None, session: aiohttp.ClientSession
+) -> AsyncApp:
     async def authorize(**_: object) -> AuthorizeResult:
         return AuthorizeResult(
             enterprise_id=None,
@@ -232,7 +256,7 @@ def _bolt_app(settings: Settings, identity: Identity, token: str | None) -> Asyn
     secret = settings.slack_signing_secret
     return AsyncApp(
         # A token-less client: Bolt copies it per request and sets the token from authorize().
-        client=web_client(None, settings.slack_api_url),
+        client=web_client(None, settings.slack_api_url, session=session),
         authorize=authorize,
         signing_secret=secret.get_secret_value() if secret else "",
         request_verification_enabled=not settings.socket_mode,

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     copilot_sweep_interval: float = Field(default=15.0, gt=0)
     # A process unseen for three heartbeats is taken for dead and its work reported.
     copilot_heartbeat_interval: float = Field(default=10.0, gt=0)
+    # Per process; Heroku's mini Key-Value Store allows 20 connections for all dynos together.
+    copilot_redis_connections: int = Field(default=10, ge=2)
     # A thread's answering process holds its lock this long unless it refreshes it.
     copilot_lock_ttl: float = Field(default=30.0, ge=1)
     copilot_shutdown_grace: float = Field(default=25.0, gt=0, le=28)

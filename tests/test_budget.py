@@ -33,6 +33,11 @@ async def test_concurrent_answers_share_the_budget_without_429s(
         lambda s: sorted(answer_in(s, CHANNEL, ts) for ts in answers) == expected, timeout=30
     )
     assert slack.rate_limited == {}
+    # Answers that found no chat.startStream slot posted their first text, not a placeholder
+    # whose first edit would wait behind every other answer's chat.update.
+    posts = [c.params.get("text", "") for c in slack.calls_to("chat.postMessage")]
+    assert posts
+    assert not any("Thinking" in text for text in posts)
     # Six answers of forty tokens each came out in far fewer calls than tokens.
     text_calls = sum(slack.count(m) for m in ("chat.appendStream", "chat.update"))
     assert text_calls < 6 * 40 / 4

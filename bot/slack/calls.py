@@ -28,12 +28,19 @@ log = logging.getLogger(__name__)
 
 
 def web_client(
-    token: str | None, base_url: str, rate_limits: AsyncRetryHandler | None = None
+    token: str | None,
+    base_url: str,
+    rate_limits: AsyncRetryHandler | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
-    """A client that retries dropped connections, 5xx and 429 (``rate_limits`` decides how)."""
+    """A client that retries dropped connections, 5xx and 429 (``rate_limits`` decides how).
+
+    Pass the process's one ``session``: without it slack_sdk opens a new aiohttp session,
+    and a new connection, for every call."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
+        session=session,
         timeout=15,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),

@@ -83,6 +83,7 @@ class ThreadReply:
         self._place = place
         self._native = replier.native and place.channel not in replier.no_stream_channels
         self._ts: str | None = None
+        self._busy = False  # the workspace had no chat.startStream slot for this answer
         self._opened = 0.0
         self._sent = ""
         self._pending = ""
@@ -93,8 +94,11 @@ class ThreadReply:
         await self._set_status("is thinking…")
         if self._native and await self._start_stream(None):
             return
-        self._native = False
-        self._ts = await self._post(blocks.thinking(), "Thinking…")
+        busy, self._native = self._busy, False
+        if not busy:
+            self._ts = await self._post(blocks.thinking(), "Thinking…")
+        # When busy, a placeholder would only queue its first edit behind every other answer's
+        # chat.update; the first text is posted instead, from the channel's own budget.
 
     async def write(self, text: str) -> None:
         """Add text to the answer; it reaches Slack now, or with the next call if the
@@ -220,7 +224,8 @@ class ThreadReply:
     async def _start_stream(self, text: str | None) -> bool:
         place = self._place
         if not await self._r.pace("chat.startStream", max_wait=self._r.start_wait):
-            return False  # busy: this answer edits a message instead of streaming
+            self._busy = True  # this answer edits a message instead of streaming
+            return False
         try:
             async with slack_errors("chat.startStream"):
                 response = await self._client.chat_startStream(

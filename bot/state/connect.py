@@ -10,8 +10,12 @@ import redis.asyncio as redis
 log = logging.getLogger(__name__)
 
 
-def connect(url: str | None) -> redis.Redis:
-    """A client for ``url``; with no URL, an embedded store that lives in this process."""
+def connect(url: str | None, *, max_connections: int = 10) -> redis.Redis:
+    """A client for ``url``; with no URL, an embedded store that lives in this process.
+
+    The pool blocks rather than fails when all ``max_connections`` are busy: Heroku's small
+    Key-Value Store plans allow 20 connections for all dynos together, and commands are
+    short, so waiting a moment for a connection is better than an error."""
     if url is None:
         log.warning(
             "REDIS_URL is not set: using an embedded in-process store. Thread state is not "
@@ -28,7 +32,10 @@ def connect(url: str | None) -> redis.Redis:
     if url.startswith("rediss://"):
         # Heroku Key-Value Store presents a self-signed certificate.
         options["ssl_cert_reqs"] = None
-    return redis.Redis.from_url(url, **options)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, **options
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def _embedded() -> redis.Redis:
