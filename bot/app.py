@@ -238,6 +238,7 @@ def _ask_settings(settings: Settings) -> AskSettings:
         history_chars=settings.copilot_history_chars,
         update_interval=settings.copilot_update_interval,
         footer=settings.copilot_footer,
+        concurrent_answers=settings.copilot_concurrent_answers,
     )
 
 

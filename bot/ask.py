@@ -50,6 +50,9 @@ class AskSettings:
     update_interval: float
     # Show "model · N tokens · S.s s" under each answer (COPILOT_FOOTER).
     footer: bool = False
+    # Answers streaming at once in this process; more wait their turn. Slack's budget lets
+    # only so many show progress anyway, and a bounded amount of work keeps acks fast.
+    concurrent_answers: int = 64
 
 
 class AskService:
@@ -68,6 +71,7 @@ class AskService:
         self._settings = settings
         self._copilot = copilot
         self._work = work
+        self._slots = asyncio.Semaphore(settings.concurrent_answers)
 
     async def submit(self, question: Question, dedupe: Sequence[str]) -> None:
         """Queue a question unless it is a duplicate delivery, then answer what is queued."""
@@ -102,7 +106,8 @@ class AskService:
         """Answer the next question; True once the queue is empty and the lock let go."""
         question = await self._store.next_question(thread)
         if question is not None:
-            await self._answer_safely(thread, question, token)
+            async with self._slots:
+                await self._answer_safely(thread, question, token)
             return False
         return await self._store.release_if_empty(thread, token)
 

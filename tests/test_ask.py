@@ -108,6 +108,7 @@ async def test_dm_is_answered_in_its_thread_without_recipient_fields(
     await wait_answer(slack, "D0ALICE", "200.1", "Hello from the DM.")
     start = slack.calls_to("chat.startStream")[0].params
     assert "recipient_user_id" not in start
+    assert slack.count("assistant.threads.setStatus") == 1  # DMs are assistant threads
 
 
 async def test_follow_up_in_thread_carries_history_without_a_mention(

@@ -91,7 +91,9 @@ class ThreadReply:
 
     async def begin(self) -> None:
         """Show that the bot is working before the first token arrives."""
-        await self._set_status("is thinking…")
+        if self._place.is_dm:
+            # Only assistant threads (DMs) have a status; in channels the message shows it.
+            await self._set_status("is thinking…")
         if self._native and await self._start_stream(None):
             return
         busy, self._native = self._busy, False
