@@ -164,7 +164,7 @@ async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
     inflight = InFlight()
     tasks = Background(inflight)
     executor = Executor(
-        RequestStore(client), _agents(settings, http), slack, CardWriter(slack), work
+        RequestStore(client), _agents(settings, http), slack, CardWriter(slack), work, budget
     )
     runs = RunService(
         catalog,

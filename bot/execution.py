@@ -19,8 +19,10 @@ from bot import logs
 from bot.errors import BotError, InferenceError, StateError
 from bot.inference import AgentError, AgentMessage, AgentsClient, AgentToolResult, AgentUnknown
 from bot.notices import describe
+from bot.slack.budget import SlackBudget
 from bot.slack.card_writer import CardWriter
 from bot.slack.progress import RunProgress
+from bot.slack.task_stream import Recipient, TaskStream
 from bot.state.requests import RequestStore, RunRecord
 from bot.state.work import WorkRegistry
 
@@ -38,12 +40,14 @@ class Executor:
         slack: AsyncWebClient,
         cards: CardWriter,
         work: WorkRegistry | None = None,
+        budget: SlackBudget | None = None,
     ) -> None:
         self._requests = requests
         self._agents = agents
         self._slack = slack
         self._cards = cards
         self._work = work
+        self._budget = budget
 
     async def execute(self, record: RunRecord, *, by: str) -> None:
         # The request id is the trace id: the /run, the click and the run share it.
@@ -59,7 +63,7 @@ class Executor:
             if await self._requests.move(record.id, "approved", "running", by) != "ok":
                 return
             started = time.monotonic()
-            progress = RunProgress(self._slack, record.channel, record.run_thread)
+            progress = self._progress(record)
             try:
                 outcome, note = await self._run(record, by, progress)
             except asyncio.CancelledError:
@@ -68,7 +72,15 @@ class Executor:
                 log.exception("agent run %s stopped", record.id)
                 await progress.note(describe(exc))
                 outcome, note = "failed", "stopped by an error in the bot"
+            await progress.close()
             await self._finish(record, by, outcome, note, time.monotonic() - started)
+
+    def _progress(self, record: RunRecord) -> RunProgress:
+        stream = TaskStream(
+            self._slack, record.channel, record.run_thread,
+            Recipient(record.requester, record.team), self._budget,
+        )  # fmt: skip
+        return RunProgress(self._slack, record.channel, record.run_thread, stream)
 
     async def _run(self, record: RunRecord, by: str, progress: RunProgress) -> Outcome:
         if self._work is not None:

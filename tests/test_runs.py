@@ -67,6 +67,12 @@ def request_id(slack: FakeSlack) -> str:
     raise AssertionError("the card has no buttons")
 
 
+def run_display(slack: FakeSlack) -> str:
+    """Everything the run's thread shows: message text and native task steps."""
+    messages = slack.messages(CHANNEL, card_of(slack).ts)
+    return " ".join(m.body + json.dumps(m.tasks) for m in messages)
+
+
 def card_text(slack: FakeSlack) -> str:
     return json.dumps(card_of(slack).blocks)
 
@@ -159,9 +165,12 @@ async def test_approved_run_sends_the_exact_body_and_streams_progress(
     assert request.json["messages"][-1]["content"].endswith(
         "on shop-staging and summarize the output."
     )
-    thread = " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
+    thread = run_display(slack)
     assert "dyno_run_command" in thread
     assert "Applied 3 migrations" in thread
+    [stream] = slack.messages(CHANNEL, card_of(slack).ts)  # one native timeline
+    assert stream.tasks["call_1"]["status"] == "complete"
+    assert stream.stream_stopped
     assert "All 3 migrations applied to shop-staging." in thread
     assert "hunter22" not in thread
     assert "hunter22" not in json.dumps([c.params for c in slack.calls])
@@ -251,8 +260,7 @@ async def test_agent_error_event_fails_the_run_visibly(
     rid = await pending_card(act, slack)
     await click(act, slack, "copilot_approve", rid, BOB)
     await slack.wait_for(lambda s: "Failed after" in card_text(s), timeout=10)
-    thread = " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
-    assert "dyno quota exceeded" in thread
+    assert "dyno quota exceeded" in run_display(slack)
 
 
 async def test_runbook_without_approval_runs_at_once(

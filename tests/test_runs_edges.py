@@ -11,18 +11,18 @@ from tests.fakes.inference import agent_completion
 from tests.test_runs import (
     ALICE,
     BOB,
-    CHANNEL,
     MALLORY,
     card_of,
     card_text,
     click,
     ephemeral_texts,
     pending_card,
+    run_display,
 )
 
 
 def thread_text(slack: FakeSlack) -> str:
-    return " ".join(m.body for m in slack.messages(CHANNEL, card_of(slack).ts))
+    return run_display(slack)
 
 
 async def test_cancel_stops_watching_and_only_allowed_people_may(
@@ -158,3 +158,19 @@ async def test_a_failed_progress_post_does_not_lose_the_final_answer(
     await click(act, slack, "copilot_approve", rid, BOB)
     await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=15)
     assert "Final answer: all good." in thread_text(slack)
+
+
+async def test_runs_fall_back_to_plain_messages_where_streaming_is_refused(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    slack.refuse_streaming("C0OPS")
+    inference.agent_events(_tool_run("3 migrations applied"))
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+    steps = slack.messages("C0OPS", card_of(slack).ts)
+    assert not any(m.streaming for m in steps)
+    bodies = " ".join(m.body for m in steps)
+    assert "dyno_run_command" in bodies
+    assert "3 migrations applied" in bodies
+    assert "Final answer: all good." in bodies

@@ -187,7 +187,7 @@ class ConsoleSlack:
     def _append_stream(self, params: Json) -> Json:
         ts = str(params.get("ts"))
         shown = self._shown.setdefault(ts, Shown(str(params.get("channel")), None))
-        text = str(params.get("markdown_text") or "")
+        text = str(params.get("markdown_text") or "") + _chunk_text(params.get("chunks"))
         if text:
             self.screen.stream(ts, _prefix(shown), text)
             shown.text += plain(text)
@@ -264,3 +264,28 @@ async def _upload_bytes(request: web.Request) -> bytes:
         if getattr(part, "filename", None):
             return bytes(await part.read())  # type: ignore[union-attr]
     return b""
+
+
+_TASK_MARKS = {"in_progress": "⚙", "complete": "✓", "error": "✗", "pending": "·"}
+
+
+def _chunk_text(chunks: object) -> str:
+    """Streamed chunks as terminal text: Markdown as is, a task update as one line."""
+    if isinstance(chunks, str):
+        try:
+            chunks = json.loads(chunks)
+        except ValueError:
+            return ""
+    text = ""
+    for chunk in chunks if isinstance(chunks, list) else []:
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("type") == "markdown_text":
+            text += str(chunk.get("text", ""))
+        elif chunk.get("type") == "task_update":
+            mark = _TASK_MARKS.get(str(chunk.get("status")), "·")
+            detail = chunk.get("output") or chunk.get("details") or ""
+            text += (
+                f"\n{mark} {chunk.get('title')} {str(detail).splitlines()[0] if detail else ''}\n"
+            )
+    return text

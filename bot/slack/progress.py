@@ -1,8 +1,10 @@
 """Showing an agent run in the card's thread: a step per tool call, then the answer.
 
-Every text passes through ``redact.mask`` first. A failure to post one step is logged and
-the run goes on; the final answer is posted in as many messages as it needs, and output
-too long for a message goes up as a file.
+Steps use Slack's native task timeline where the workspace streams (``TaskStream``) and
+plain messages otherwise, or from the moment the stream is refused. Every text passes
+through ``redact.mask`` first. A failure to post one step is logged and the run goes on;
+the final answer is posted in as many messages as it needs, and output too long for a
+message goes up as a file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bot.markdown import fit, preview
 from bot.redact import mask
 from bot.slack import blocks
 from bot.slack.calls import slack_errors
+from bot.slack.task_stream import TaskStream
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,10 @@ MESSAGE_LIMIT_BYTES = 10_000
 @dataclass
 class Step:
     ts: str | None
+    name: str
     title: str
     started: float
+    native: bool = False
 
 
 @dataclass
@@ -37,32 +42,58 @@ class RunProgress:
     slack: AsyncWebClient
     channel: str
     thread_ts: str
+    stream: TaskStream | None = None
     steps: dict[str, Step] = field(default_factory=dict)
 
     async def tool_started(self, call_id: str, name: str, detail: str) -> None:
-        title = f"*{name}*" + (f" `{preview(mask(detail), 150)}`" if detail else "")
+        shown = preview(mask(detail), 150) if detail else ""
+        title = f"*{name}*" + (f" `{shown}`" if shown else "")
+        now = time.monotonic()
+        if self.stream and await self.stream.task(call_id, name, "in_progress", details=shown):
+            self.steps[call_id] = Step(None, name, title, now, native=True)
+            return
         ts = await self._post(f":gear: {title} — running…")
-        self.steps[call_id] = Step(ts, title, time.monotonic())
+        self.steps[call_id] = Step(ts, name, title, now)
 
     async def tool_finished(self, call_id: str, name: str, output: str) -> None:
-        step = self.steps.pop(call_id, None) or Step(None, f"*{name}*", time.monotonic())
+        step = self.steps.pop(call_id, None) or Step(None, name, f"*{name}*", time.monotonic())
         seconds = time.monotonic() - step.started
         output = mask(output)
         shown = output if len(output) <= RESULT_INLINE_CHARS else output[:RESULT_INLINE_CHARS] + "…"
-        text = f":white_check_mark: {step.title} — done in {seconds:.1f} s\n```\n{shown}\n```"
-        if step.ts is None or not await self._update(step.ts, text):
-            await self._post(text)
+        done = f"done in {seconds:.1f} s"
+        if not (step.native and await self._task(call_id, name, "complete", f"{done}\n{shown}")):
+            text = f":white_check_mark: {step.title} — {done}\n```\n{shown}\n```"
+            if step.ts is None or not await self._update(step.ts, text):
+                await self._post(text)
         if len(output) > RESULT_INLINE_CHARS:
             await self._upload(f"{name}-output.txt", output, f"Full output of {name}")
 
     async def note(self, text: str) -> None:
-        await self._post(mask(text))
+        if not (self.stream and await self.stream.markdown(mask(text) + "\n\n")):
+            await self._post(mask(text))
 
     async def answer(self, text: str) -> None:
-        rest: str | None = mask(text) or "_The agent finished without a final answer._"
+        full = mask(text) or "_The agent finished without a final answer._"
+        if self.stream and await self.stream.markdown(full):
+            return
+        rest: str | None = full
         while rest:
             head, rest = fit("", rest, MESSAGE_LIMIT_BYTES)
             await self._post(head, markdown=True)
+
+    async def close(self) -> None:
+        """End the timeline: a step that never got its result is shown as failed."""
+        if self.stream is None:
+            return
+        for call_id, step in list(self.steps.items()):
+            if step.native:
+                await self._task(call_id, step.name, "error", "no result: the run ended first")
+        await self.stream.close()
+
+    async def _task(self, call_id: str, name: str, status: str, output: str) -> bool:
+        return self.stream is not None and await self.stream.task(
+            call_id, name, status, output=output
+        )
 
     async def _post(self, text: str, *, markdown: bool = False) -> str | None:
         message_blocks = [blocks.markdown(text)] if markdown else None
