@@ -52,7 +52,7 @@ class AskSettings:
     footer: bool = False
     # Answers streaming at once in this process; more wait their turn. Slack's budget lets
     # only so many show progress anyway, and a bounded amount of work keeps acks fast.
-    concurrent_answers: int = 64
+    concurrent_answers: int = 500
 
 
 class AskService:

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     copilot_thread_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     copilot_update_interval: float = Field(default=1.0, gt=0)
     # "model · N tokens · S.s s" under each answer, for teams watching what answers cost.
-    copilot_concurrent_answers: int = Field(default=64, ge=1)
+    copilot_concurrent_answers: int = Field(default=500, ge=1)
     copilot_footer: bool = False
     # Slack ends a native stream after about 5 minutes; an answer moves on before that.
     copilot_stream_max_age: float = Field(default=270.0, gt=0)
