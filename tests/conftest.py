@@ -43,6 +43,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def redis_command() -> tuple[str, list[str]]:
+    """A throwaway redis-server on a free loopback port: its URL and its command line."""
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="copilot-redis-")
+    binary = shutil.which("redis-server") or "redis-server"
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", workdir]  # fmt: skip
+    return f"redis://127.0.0.1:{port}/0", argv
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server")
@@ -52,26 +62,8 @@ def redis_server() -> Iterator[str]:
             "`apt-get install redis-server` / `brew install redis`.",
             returncode=3,
         )
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="copilot-redis-")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    url, argv = redis_command()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_redis(url)
     yield url
     proc.terminate()

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BotUnderTest, serve, settings_for
+from tests.conftest import BotUnderTest
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import agent_completion
 from tests.test_ask import CHANNEL, answer_in, channel_message, mention
-from tests.test_runbooks import SAMPLE
 from tests.test_runs import ALICE, BOB, click, ephemeral_texts
 
 THREAD = "50.1"
 
 
 @pytest.fixture
-async def copilot(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> AsyncIterator[BotUnderTest]:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE)
-    async with serve(settings_for(slack, inference, redis_url, runbooks_file=str(path))) as bot:
-        yield bot
+def copilot(act: BotUnderTest) -> BotUnderTest:
+    """The bot with the sample runbooks, which the model may propose."""
+    return act
 
 
 def cards_in_thread(slack: FakeSlack) -> list[dict[str, object]]:

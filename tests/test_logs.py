@@ -20,7 +20,6 @@ from tests.conftest import BotUnderTest, _free_port, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import bot_env, signed
 from tests.test_ask import CHANNEL, USER, mention, wait_answer
-from tests.test_runbooks import SAMPLE
 from tests.test_runs import BOB, card_text, click, migrate_events, request_id, run
 
 MODEL = "claude-4-5-sonnet"
@@ -99,16 +98,6 @@ async def test_slack_429s_are_counted_on_the_request_that_met_them(
     await bot.event(mention("status?", "110.1"))
     line = await answered(captured, slack)
     assert line["slack_429"] == 1
-
-
-@pytest.fixture
-async def act(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> AsyncIterator[BotUnderTest]:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE)
-    async with serve(settings_for(slack, inference, redis_url, runbooks_file=str(path))) as bot:
-        yield bot
 
 
 async def test_an_agent_run_logs_one_summary_line(

@@ -48,6 +48,17 @@ async def ask_process(bot: Any, event: dict[str, Any]) -> None:
     assert response.status_code == 200
 
 
+async def answering_stalled(
+    start: Any, env: dict[str, str], slack: FakeSlack, question: str, ts: str
+) -> Any:
+    """A bot process in the middle of an answer whose model has gone quiet."""
+    bot = await start(env)
+    await bot.wait_for_line("serving HTTP")
+    await ask_process(bot, mention(question, ts))
+    await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, ts))
+    return bot
+
+
 async def test_sigterm_past_the_grace_marks_the_answer_interrupted_and_retry_works(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
 ) -> None:
@@ -61,11 +72,7 @@ async def test_sigterm_past_the_grace_marks_the_answer_interrupted_and_retry_wor
         COPILOT_SHUTDOWN_GRACE="0.5",
         COPILOT_IDLE_TIMEOUT="60",
     )
-    bot = await start(env)
-    await bot.wait_for_line("serving HTTP")
-    await ask_process(bot, mention("slow one", "30.1"))
-    await inference.wait_for_requests(1)
-    await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, "30.1"))
+    bot = await answering_stalled(start, env, slack, "slow one", "30.1")
     bot.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(bot.proc.wait(), 20) == 0
     retry_id = retry_button(slack, "30.1")
@@ -98,10 +105,7 @@ async def test_a_crashed_process_is_noticed_by_the_next_one(
         COPILOT_LOCK_TTL="1",
         COPILOT_IDLE_TIMEOUT="60",
     )
-    bot = await start(env)
-    await bot.wait_for_line("serving HTTP")
-    await ask_process(bot, mention("doomed", "31.1"))
-    await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, "31.1"))
+    bot = await answering_stalled(start, env, slack, "doomed", "31.1")
     bot.proc.kill()
     await bot.proc.wait()
 

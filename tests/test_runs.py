@@ -286,15 +286,23 @@ async def test_channel_the_bot_is_not_in_tells_the_requester(
     assert inference.agent_requests == []
 
 
+def expiring(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str, sweep: float
+) -> serve:
+    """The bot with requests that expire after one second, swept every ``sweep`` seconds."""
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
+    return serve(
+        settings_for(
+            slack, inference, redis_url, runbooks_file=str(path), copilot_sweep_interval=sweep
+        )
+    )
+
+
 async def test_expiry_without_a_click_updates_the_card(
     tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
 ) -> None:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
-    settings = settings_for(
-        slack, inference, redis_url, runbooks_file=str(path), copilot_sweep_interval=0.2
-    )
-    async with serve(settings) as bot:
+    async with expiring(tmp_path, slack, inference, redis_url, sweep=0.2) as bot:
         rid = await pending_card(bot, slack)
         await slack.wait_for(lambda s: "Expired" in card_text(s), timeout=5)
         assert not has_buttons(slack)
@@ -307,12 +315,8 @@ async def test_expiry_without_a_click_updates_the_card(
 async def test_late_click_after_expiry_is_refused(
     tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
 ) -> None:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE.replace("approval_ttl_seconds = 600", "approval_ttl_seconds = 1"))
-    settings = settings_for(
-        slack, inference, redis_url, runbooks_file=str(path), copilot_sweep_interval=60
-    )
-    async with serve(settings) as bot:
+    # No sweep comes in time: the click itself finds the request expired.
+    async with expiring(tmp_path, slack, inference, redis_url, sweep=60) as bot:
         rid = await pending_card(bot, slack)
         await asyncio.sleep(1.2)
         await click(bot, slack, "copilot_approve", rid, BOB)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port, _wait_for_redis, serve, settings_for
+from tests.conftest import _wait_for_redis, redis_command, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import agent_completion
 from tests.test_ask import CHANNEL, channel_message, mention, wait_answer
@@ -65,22 +63,7 @@ async def test_two_instances_decide_an_approval_once(
 @pytest.fixture
 def own_redis() -> tuple[str, list[str]]:
     """A redis-server this test may stop and start again on the same port."""
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="copilot-redis-restart-")
-    argv = [
-        shutil.which("redis-server") or "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        workdir,
-    ]
-    return f"redis://127.0.0.1:{port}/0", argv
+    return redis_command()
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
