@@ -65,3 +65,26 @@ async def test_sigterm_lets_the_answer_in_flight_finish(
     assert await asyncio.wait_for(bot.proc.wait(), 20) == 0
     assert "".join(slack.thread_bodies(CHANNEL, "20.1")) == answer
     assert slack.count("chat.stopStream") == 1
+
+
+async def test_socket_mode_answers_without_a_public_url(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
+) -> None:
+    inference.reply_text("Hello over Socket Mode.")
+    port = _free_port()
+    env = bot_env(slack, inference, redis_url, port, tmp_path, SLACK_APP_TOKEN="xapp-test")
+    del env["SLACK_SIGNING_SECRET"]  # Socket Mode needs none
+    bot = await start(env)
+    await bot.wait_for_line("connected to Slack in Socket Mode")
+    await slack.socket.connected()
+    body = {"type": "event_callback", "team_id": "T0TEAM", "event_id": "EvSOCK",
+            "event": mention("over the socket?", "50.1")}  # fmt: skip
+    envelope = await slack.socket.send(body)
+    await slack.wait_for(lambda s: s.socket.acked(envelope))
+    await slack.wait_for(
+        lambda s: "".join(s.thread_bodies(CHANNEL, "50.1")) == "Hello over Socket Mode."
+    )
+    # $PORT still answers /healthz (a Heroku web dyno must bind it), but not /slack/events.
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{bot.url}/healthz")).status_code == 200
+        assert (await http.post(f"{bot.url}/slack/events", content="{}")).status_code in (404, 405)

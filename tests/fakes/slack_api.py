@@ -22,6 +22,7 @@ from aiohttp import web
 from tests.fakes._server import Loopback
 from tests.fakes.slack_methods import SlackWorkspace
 from tests.fakes.slack_model import Json, SlackCall, SlackError
+from tests.fakes.socket_mode import SocketModeEndpoint
 
 JSON_FIELDS = ("blocks", "chunks", "files", "view", "attachments")
 STREAM_STATE_METHODS = ("chat.appendStream", "chat.stopStream")
@@ -61,8 +62,12 @@ class FakeSlack(SlackWorkspace):
         team_id: str = "T0TEAM",
         bot_user_id: str = "U0BOT",
         bot_id: str = "B0BOT",
+        app_token: str = "xapp-test",
     ) -> None:
         super().__init__(token, team_id, bot_user_id, bot_id)
+        self.app_token = app_token
+        self.socket = SocketModeEndpoint()
+        self.handlers["apps.connections.open"] = self._open_socket
         self.calls: list[SlackCall] = []
         self.rate_limited: dict[str, int] = {}
         self.responses: dict[str, list[Json]] = {}
@@ -74,6 +79,7 @@ class FakeSlack(SlackWorkspace):
         app.router.add_get("/api/{method}", self._handle)  # slack_sdk sends a few methods as GET
         app.router.add_post("/upload/{file_id}", self._handle_upload)
         app.router.add_post("/response/{key}", self._handle_response_url)
+        app.router.add_get("/socket", self.socket.handle)
         self._server = Loopback(app)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -83,7 +89,11 @@ class FakeSlack(SlackWorkspace):
         self.upload_root = self.root_url
 
     async def stop(self) -> None:
+        await self.socket.close()
         await self._server.stop()
+
+    def _open_socket(self, params: Json) -> Json:
+        return {"ok": True, "url": f"ws://127.0.0.1:{self._server.port}/socket"}
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -199,7 +209,9 @@ class FakeSlack(SlackWorkspace):
         token = header.removeprefix("Bearer ").strip() if header else str(params.get("token", ""))
         if not token:
             raise SlackError("not_authed")
-        if token != self.token:
+        # Socket Mode connections are opened with the app-level token, everything else not.
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        if token != expected:
             raise SlackError("invalid_auth")
 
     def _take_fault(self, method: str) -> _Fault | None:
