@@ -237,10 +237,18 @@ class RunService:
             for r in waiting
             if r.needs_approval and await self._approvers.refusal(user, r) is None
         ]
+        # Runs can come from private channels: show only those the viewer asked for or
+        # could have approved, never the whole workspace's.
+        latest = [
+            r
+            for r in records
+            if r.state != "pending"
+            and (r.requester == user or await self._approvers.is_listed(user, r.approvers))
+        ]
         return home.Overview(
             to_decide=to_decide,
             asked=[r for r in waiting if r.requester == user and r not in to_decide],
-            latest=[r for r in records if r.state != "pending"][: home.LATEST],
+            latest=latest[: home.LATEST],
         )
 
     async def interrupted(self, request_id: str) -> None:

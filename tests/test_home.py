@@ -102,9 +102,11 @@ async def test_latest_runs_show_their_outcomes(
     await run(act, slack, "migrate app=shop-production", user=ALICE)
     await slack.wait_for(lambda s: len([m for m in s.messages() if m.thread_ts is None]) == 2)
 
-    home = await home_of(act, slack, MALLORY)
+    home = await home_of(act, slack, ALICE)
     assert ":large_green_circle: *migrate* `app=shop-staging` · succeeded in" in home[LATEST]
     assert "shop-production" not in home[LATEST]  # still pending: not a run yet
+    outsider = await home_of(act, slack, MALLORY)
+    assert "shop-staging" not in outsider[LATEST]  # neither asked for it nor may approve it
     bob = await home_of(act, slack, BOB)
     assert "shop-production" in bob[TO_DECIDE] and "shop-staging" not in bob[TO_DECIDE]
 
