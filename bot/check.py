@@ -166,7 +166,25 @@ async def check_slack(settings: Settings) -> list[Finding]:
     except SlackError as exc:
         return [_slack_refused(settings, exc)]
     who = f"@{response.get('user')} in {response.get('team')} ({response.get('team_id')})"
-    return [Finding("Slack", "ok", f"auth.test: {who}"), _scopes(response.headers)]
+    found = [Finding("Slack", "ok", f"auth.test: {who}"), _scopes(response.headers)]
+    if settings.slack_app_token is not None:
+        found.append(await check_socket_mode(settings, settings.slack_app_token.get_secret_value()))
+    return found
+
+
+async def check_socket_mode(settings: Settings, app_token: str) -> Finding:
+    """Socket Mode needs an app-level token that may open connections."""
+    client = web_client(None, settings.slack_api_url)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT), slack_errors("apps.connections.open"):
+            await client.apps_connections_open(app_token=app_token)
+    except TimeoutError:
+        return Finding("Socket Mode", "fail", "apps.connections.open timed out",
+                       _slack_unreachable(settings))  # fmt: skip
+    except SlackError as exc:
+        return Finding("Socket Mode", "fail", f"SLACK_APP_TOKEN was refused ({exc.code})",
+                       _fix("SLACK_APP_TOKEN"))  # fmt: skip
+    return Finding("Socket Mode", "ok", "SLACK_APP_TOKEN can open a connection")
 
 
 def _slack_refused(settings: Settings, exc: SlackError) -> Finding:

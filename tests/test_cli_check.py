@@ -79,6 +79,17 @@ async def test_bad_slack_token(values: dict[str, Any]) -> None:
     assert "Bot User OAuth Token" in row(findings, "Slack").fix
 
 
+async def test_socket_mode_app_token_is_checked(values: dict[str, Any]) -> None:
+    good = await check.diagnose(**{**values, "slack_app_token": "xapp-test"})
+    assert row(good, "Socket Mode").status == "ok"
+    bad = await check.diagnose(**{**values, "slack_app_token": "xapp-revoked"})
+    assert failed(bad) == ["Socket Mode"]
+    assert "invalid_auth" in row(bad, "Socket Mode").detail
+    assert "App-Level Tokens" in row(bad, "Socket Mode").fix
+    assert_no_secrets(bad)
+    assert "xapp-revoked" not in check.table(bad)
+
+
 async def test_redis_on_a_closed_port(values: dict[str, Any]) -> None:
     url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"
     findings = await check.diagnose(**{**values, "redis_url": url})
