@@ -72,8 +72,8 @@ class Executor:
                 log.exception("agent run %s stopped", record.id)
                 await progress.note(describe(exc))
                 outcome, note = "failed", "stopped by an error in the bot"
+            await self._finish(record, by, outcome, note, time.monotonic() - started, progress)
             await progress.close()
-            await self._finish(record, by, outcome, note, time.monotonic() - started)
 
     def _progress(self, record: RunRecord) -> RunProgress:
         stream = TaskStream(
@@ -89,12 +89,31 @@ class Executor:
         await self._cards.update(await self._requests.get(record.id) or record)
         return await self._watch(record, progress)
 
+    async def _settle(
+        self, record: RunRecord, by: str, outcome: str, progress: RunProgress
+    ) -> None:
+        """Record the outcome. If another process took this one for dead meanwhile (it
+        missed heartbeats but lived), its "interrupted" verdict gives way to the real one."""
+        if await self._requests.move(record.id, "running", outcome, by) != "failed":
+            return
+        current = await self._requests.get(record.id)
+        if current is None or current.by("failed") != "restart" or outcome == "failed":
+            return
+        if await self._requests.move(record.id, "failed", outcome, by) == "ok":
+            await progress.note(f"The run {outcome} after all: ignore the restart notice above.")
+
     async def _finish(
-        self, record: RunRecord, by: str, outcome: str, note: str | None, seconds: float
+        self,
+        record: RunRecord,
+        by: str,
+        outcome: str,
+        note: str | None,
+        seconds: float,
+        progress: RunProgress,
     ) -> None:
         with contextlib.suppress(BotError):
             if outcome != "cancelled":
-                await self._requests.move(record.id, "running", outcome, by)
+                await self._settle(record, by, outcome, progress)
             await self._requests.audit("run_ended", id=record.id, outcome=outcome)
         _log_run(outcome, by, seconds)
         with contextlib.suppress(BotError):

@@ -174,3 +174,31 @@ async def test_runs_fall_back_to_plain_messages_where_streaming_is_refused(
     assert "dyno_run_command" in bodies
     assert "3 migrations applied" in bodies
     assert "Final answer: all good." in bodies
+
+
+async def test_a_run_wrongly_taken_for_dead_ends_with_its_real_outcome(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    # Another process may take a live one for dead (it missed heartbeats) and mark its run
+    # interrupted; when the run then finishes, the real outcome wins on the card.
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "dyno_run_command", "arguments": "{}"}}  # fmt: skip
+    inference.agent_events(
+        [
+            (
+                "message",
+                agent_completion("Working.", tool_calls=[call], finish_reason="tool_calls"),
+            ),
+            ("message", agent_completion("Done for real.")),
+            ("done", "[DONE]"),
+        ],
+        delay=1.0,
+    )
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, BOB)
+    await slack.wait_for(lambda s: "Running" in card_text(s))
+    await act.runtime.runs.interrupted(rid)  # what a survivor's sweep does
+    await slack.wait_for(lambda s: "interrupted by a restart" in card_text(s))
+    await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+    assert "ignore the restart notice" in thread_text(slack)
+    assert "Done for real." in thread_text(slack)
