@@ -73,7 +73,6 @@ class Executor:
                 await progress.note(describe(exc))
                 outcome, note = "failed", "stopped by an error in the bot"
             await self._finish(record, by, outcome, note, time.monotonic() - started, progress)
-            await progress.close()
 
     def _progress(self, record: RunRecord) -> RunProgress:
         stream = TaskStream(
@@ -116,6 +115,7 @@ class Executor:
                 await self._settle(record, by, outcome, progress)
             await self._requests.audit("run_ended", id=record.id, outcome=outcome)
         _log_run(outcome, by, seconds)
+        await progress.close()  # the thread is complete before the card says the run ended
         with contextlib.suppress(BotError):
             final = await self._requests.get(record.id)
             await self._cards.update(final or record, note=note)
@@ -131,12 +131,14 @@ class Executor:
         record = await self._requests.get(request_id)
         if record is None:
             return
+        # The card first: if the run's own process was alive after all and settles it, its
+        # later update is the one that stays.
+        await self._cards.update(record, note="interrupted by a restart")
         progress = RunProgress(self._slack, record.channel, record.run_thread)
         await progress.note(
             ":warning: The bot restarted while watching this run, so its outcome is unknown. "
             "It was not started again (runs have side effects): check the app before re-running."
         )
-        await self._cards.update(record, note="interrupted by a restart")
 
     async def _watch(self, record: RunRecord, progress: RunProgress) -> Outcome:
         stream = asyncio.create_task(self._stream(record, progress))

@@ -192,7 +192,7 @@ async def test_a_run_wrongly_taken_for_dead_ends_with_its_real_outcome(
             ("message", agent_completion("Done for real.")),
             ("done", "[DONE]"),
         ],
-        delay=1.0,
+        delay=2.0,
     )
     rid = await pending_card(act, slack)
     await click(act, slack, "copilot_approve", rid, BOB)
