@@ -70,8 +70,8 @@ def redis_server() -> Iterator[str]:
     proc.wait(timeout=10)
 
 
-def _wait_for_redis(url: str) -> None:
-    client = redis.Redis.from_url(url)
+def _wait_for_redis(url: str, **options: Any) -> None:
+    client = redis.Redis.from_url(url, **options)
     deadline = time.monotonic() + 10
     while True:
         try:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import _free_port, serve, settings_for
+from tests.conftest import _free_port, _wait_for_redis, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.test_ask import CHANNEL, mention, wait_answer
 
@@ -76,18 +75,7 @@ def tls_redis(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"rediss://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        client = redis.Redis.from_url(url, ssl_cert_reqs=None)
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        finally:
-            client.close()
+    _wait_for_redis(url, ssl_cert_reqs=None)
     yield url
     proc.terminate()
     proc.wait(timeout=10)

@@ -47,10 +47,6 @@ class TaskStream:
         self._failed = False
         self._bytes = 0
 
-    @property
-    def usable(self) -> bool:
-        return not self._failed
-
     async def task(self, task_id: str, title: str, status: str, **more: str) -> bool:
         chunk: dict[str, Any] = {"type": "task_update", "id": task_id, "title": title,
                                  "status": status}  # fmt: skip

@@ -155,13 +155,6 @@ class RequestStore:
                 keys.audit_log(), entry, maxlen=keys.AUDIT_MAXLEN, approximate=True
             )
 
-    async def audit_entries(self, count: int = 100) -> list[dict[str, str]]:
-        async with redis_errors():
-            rows: list[tuple[str, dict[str, str]]] = await self._redis.xrevrange(  # type: ignore[assignment]
-                keys.audit_log(), count=count
-            )
-        return [fields for _, fields in rows]
-
 
 def _record(request_id: str, f: dict[str, str]) -> RunRecord:
     return RunRecord(
