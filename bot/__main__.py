@@ -1,4 +1,5 @@
-"""Command line: ``python -m bot`` serves; ``check``, ``manifest`` and ``shell`` are local tools.
+"""Command line: ``python -m bot`` serves (``worker`` answers for it); ``check``,
+``manifest`` and ``shell`` are local tools.
 
 Start-up problems end the process with one line on stderr and exit code 2: no traceback.
 """
@@ -21,6 +22,8 @@ from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.runbooks import load_catalog
 from bot.server import web_app
+from bot.supervisor import WorkerProcesses
+from bot.worker import Worker
 
 log = logging.getLogger("bot")
 
@@ -43,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Ops copilot for Slack")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,check,manifest,shell}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,worker,check,manifest,shell}")
     commands.add_parser("serve", help="serve Slack (the default): HTTP on $PORT, or Socket Mode")
+    worker_cmd = commands.add_parser(
+        "worker", help="answer the questions web processes queue (needs REDIS_URL)"
+    )
+    # Set by a web process for the workers it starts, so they end with it.
+    worker_cmd.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     commands.add_parser(
         "check", help="validate settings and the runbooks file; ping Slack, Redis and Inference"
     )
@@ -65,6 +73,13 @@ def _serve_command(_: argparse.Namespace) -> int:
     logs.configure(logging.INFO, secrets=logs.secrets_of(settings))
     settings.require("serve")
     return asyncio.run(_serve(settings))
+
+
+def _worker_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    logs.configure(logging.INFO, secrets=logs.secrets_of(settings))
+    settings.require("worker")
+    return asyncio.run(_work(settings, args.parent))
 
 
 def _check_command(_: argparse.Namespace) -> int:
@@ -88,6 +103,7 @@ def _shell_command(args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve_command,
+    "worker": _worker_command,
     "check": _check_command,
     "manifest": _manifest_command,
     "shell": _shell_command,
@@ -95,11 +111,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 async def _serve(settings: Settings) -> int:
-    runtime = await build_runtime(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    count = settings.copilot_workers if settings.redis_url is not None else 0
+    if settings.copilot_workers and not count:
+        log.warning("no REDIS_URL: answering in this process, without worker processes")
+    runtime = await build_runtime(settings, announce=count > 0)
+    workers = WorkerProcesses(count)
+    workers.start()
+    stop = _stop_on_signals()
     try:
         if settings.socket_mode:
             await _socket_mode(runtime, stop)
@@ -107,8 +125,34 @@ async def _serve(settings: Settings) -> int:
             await _http_mode(runtime, stop)
     finally:
         # Heroku sends SIGKILL 30 s after SIGTERM: finish what runs, report what can't.
+        grace = settings.copilot_shutdown_grace
+        await asyncio.gather(runtime.shutdown(), workers.stop(grace + 2))
+    return 0
+
+
+async def _work(settings: Settings, parent: int | None) -> int:
+    runtime = await build_runtime(settings)
+    worker = Worker(
+        runtime.queue,
+        runtime.ask,
+        runtime.tasks,
+        capacity=settings.copilot_concurrent_answers,
+        parent=parent,
+    )
+    log.info("worker ready: answering queued questions")
+    try:
+        await worker.run(_stop_on_signals())
+    finally:
         await runtime.shutdown()
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _http_mode(runtime: Runtime, stop: asyncio.Event) -> None:

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Approvers
 from bot.ask import AskService, AskSettings
-from bot.background import Background
+from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
 from bot.execution import Executor
@@ -36,10 +36,12 @@ from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
 from bot.slack.card_writer import CardWriter
 from bot.slack.events import Identity
+from bot.slack.intake import Intake
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.requests import RequestStore
 from bot.state.work import WorkRegistry
+from bot.state.work_queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class Runtime:
     work: WorkRegistry
     recovery: Recovery
     session: aiohttp.ClientSession
+    intake: Intake
+    queue: WorkQueue
+    tasks: Background
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background(self, *, sweeps: bool = True) -> None:
@@ -104,7 +109,7 @@ class Runtime:
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
     """Run ``job`` forever; one failure is logged and the next round comes all the same."""
-    while True:
+    while not stop_requested():
         try:
             await job()
         except Exception:
@@ -134,9 +139,13 @@ async def resolve_identity(client: AsyncWebClient, api_url: str) -> Identity:
     )
 
 
-async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
+async def build_runtime(
+    settings: Settings, *, sweeps: bool = True, announce: bool = False
+) -> Runtime:
     """Everything the bot needs, wired. ``sweeps=False`` (the local shell) leaves the shared
-    sweeps alone, so a console never acts on other processes' requests or threads."""
+    sweeps alone, so a console never acts on other processes' requests or threads.
+    ``announce=True`` (a web process with workers) hands questions to the work queue
+    instead of answering them here."""
     catalog = load_catalog(settings.runbooks_file)
     token = _secret(settings.slack_bot_token)
     identity = await resolve_identity(
@@ -181,11 +190,15 @@ async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
         _inference(settings, http),
         replier,
         _ask_settings(settings),
+        tasks,
         Copilot(catalog, runs.propose_for),
         work,
+        announce=announce,
     )
+    secret = _secret(settings.slack_signing_secret)
+    intake = Intake(ask, slack, identity, inflight, tasks, None if settings.socket_mode else secret)
     bolt = _bolt_app(settings, identity, token, session)
-    listeners.register(bolt, ask, slack, identity, inflight)
+    listeners.register(bolt, ask, intake, inflight)
     commands.register(bolt, runs, inflight)
     recovery = Recovery(work, slack, ask, runs, tasks)
     runtime = Runtime(
@@ -202,6 +215,9 @@ async def build_runtime(settings: Settings, *, sweeps: bool = True) -> Runtime:
         work,
         recovery,
         session,
+        intake,
+        WorkQueue(client, consumer=work.process),
+        tasks,
     )
     runtime.start_background(sweeps=sweeps)
     return runtime

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bot import logs, notices
+from bot.background import Background, stop_requested
 from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
 from bot.errors import BotError, InferenceError, SlackError, StateError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
@@ -23,6 +24,7 @@ from bot.pacing import paced
 from bot.proposals import Asker, Copilot, ToolCalls
 from bot.slack.reply import Place, Replier, ThreadReply
 from bot.state import ThreadStore, keys
+from bot.state.store import Accepted
 from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
@@ -62,33 +64,54 @@ class AskService:
         inference: InferenceClient,
         replier: Replier,
         settings: AskSettings,
+        background: Background,
         copilot: Copilot | None = None,
         work: WorkRegistry | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
         self._store = store
         self._inference = inference
         self._replier = replier
         self._settings = settings
+        self._background = background
         self._copilot = copilot
         self._work = work
+        # True in a web process with workers: threads that need answering go on the work
+        # queue (in the same Redis step that queues the question) instead of being answered
+        # here, so acknowledging Slack never waits behind answers.
+        self._announce = announce
         self._slots = asyncio.Semaphore(settings.concurrent_answers)
 
-    async def submit(self, question: Question, dedupe: Sequence[str]) -> None:
-        """Queue a question unless it is a duplicate delivery, then answer what is queued."""
+    async def submit(
+        self, question: Question, dedupe: Sequence[str], *, follow_up: bool = False
+    ) -> Accepted:
+        """Queue a question unless it is a duplicate delivery (or a ``follow_up`` in a thread
+        we take no part in), and see that its thread gets answered."""
         thread = _thread_of(question)
-        if not await self._store.accept(thread, question, dedupe):
+        accepted = await self._store.accept(
+            thread, question, dedupe, follow_up=follow_up, announce=self._announce
+        )
+        if accepted is Accepted.DUPLICATE:
             log.info("duplicate delivery ignored", extra={"thread_id": thread})
-            return
-        await self.drain(thread)
-
-    async def is_following(self, team: str, channel: str, thread_ts: str) -> bool:
-        return await self._store.is_active(keys.thread_id(team, channel, thread_ts))
+        elif accepted is Accepted.QUEUED and not self._announce:
+            self._background.spawn(self.drain(thread), "answering")
+        return accepted
 
     async def drain(self, thread: str) -> bool:
         """Answer the thread's queue if no one else is; False when someone else holds it."""
-        token = await self._store.try_lock(thread)
+        token = await self.lock(thread)
         if token is None:
             return False  # whoever holds the lock answers our question after theirs
+        await self.drain_locked(thread, token)
+        return True
+
+    async def lock(self, thread: str) -> str | None:
+        """Take the thread, or None when another answer in it is in progress."""
+        return await self._store.try_lock(thread)
+
+    async def drain_locked(self, thread: str, token: str) -> None:
+        """Answer the queue of a thread whose lock we hold, then let it go."""
         failures = 0
         async with _heartbeat(self._store, thread, token):
             while failures < DRAIN_RETRIES:
@@ -100,7 +123,6 @@ class AskService:
                     failures += 1
                     log.warning("thread queue unavailable: %s", exc)
                     await asyncio.sleep(1.0)
-        return True
 
     async def _drain_step(self, thread: str, token: str) -> bool:
         """Answer the next question; True once the queue is empty and the lock let go."""
@@ -278,7 +300,7 @@ async def _heartbeat(store: ThreadStore, thread: str, token: str) -> AsyncIterat
     """Keep the thread's lock while answering, so a long answer is not taken over."""
 
     async def beat() -> None:
-        while True:
+        while not stop_requested():
             await asyncio.sleep(store.lock_ttl / 3)
             with contextlib.suppress(BotError):
                 await store.refresh_lock(thread, token)

@@ -21,7 +21,7 @@ class Background:
         self._inflight = inflight or InFlight()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+    def spawn(self, work: Coroutine[Any, Any, object], what: str) -> None:
         async def run() -> None:
             async with self._inflight.hold():
                 try:
@@ -32,3 +32,11 @@ class Background:
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def stop_requested() -> bool:
+    """True once the running task was told to stop. redis-py can turn a cancellation that
+    lands inside a command into a connection error, which a retry loop would then swallow;
+    loops that outlive requests check this so a task told to stop always stops."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

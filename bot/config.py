@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 
-Mode = Literal["serve", "shell", "check"]
+Mode = Literal["serve", "worker", "shell", "check"]
 
 _HINTS = {
     "SLACK_BOT_TOKEN": "the bot token (xoxb-…) from your Slack app's OAuth & Permissions page",
@@ -51,9 +51,12 @@ class Settings(BaseSettings):
     copilot_history_chars: int = Field(default=24_000, ge=1_000)
     copilot_thread_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     copilot_update_interval: float = Field(default=1.0, gt=0)
-    # "model · N tokens · S.s s" under each answer, for teams watching what answers cost.
     copilot_concurrent_answers: int = Field(default=500, ge=1)
+    # "model · N tokens · S.s s" under each answer, for teams watching what answers cost.
     copilot_footer: bool = False
+    # Worker processes a web process starts to do the answering; 0 answers in the web
+    # process itself. Run `python -m bot worker` dynos instead by setting 0 here.
+    copilot_workers: int = Field(default=1, ge=0, le=32)
     # Slack ends a native stream after about 5 minutes; an answer moves on before that.
     copilot_stream_max_age: float = Field(default=270.0, gt=0)
     copilot_run_deadline: float = Field(default=900.0, gt=0)
@@ -109,6 +112,8 @@ class Settings(BaseSettings):
             needed.append("SLACK_BOT_TOKEN")
         if mode == "serve" and not self.socket_mode:
             needed.append("SLACK_SIGNING_SECRET")
+        if mode == "worker":
+            needed.append("REDIS_URL")  # the only way work reaches a worker
         for name in needed:
             if getattr(self, name.lower()) is None:
                 raise ConfigError(f"{name} is not set: set it to {_HINTS[name]}.")

@@ -16,6 +16,7 @@ import time
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
+from bot.background import stop_requested
 from bot.errors import BotError, InferenceError, StateError
 from bot.inference import AgentError, AgentMessage, AgentsClient, AgentToolResult, AgentUnknown
 from bot.notices import describe
@@ -171,7 +172,7 @@ class Executor:
 
     async def _wait_cancelled(self, request_id: str) -> None:
         """Returns only when someone really cancelled: a Redis blip is not a Cancel click."""
-        while True:
+        while not stop_requested():
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             try:
                 record = await self._requests.get(request_id)
@@ -180,6 +181,7 @@ class Executor:
                 continue
             if record is not None and record.state == "cancelled":
                 return
+        raise asyncio.CancelledError  # told to stop: that is not a Cancel click
 
 
 async def _show(event: object, progress: RunProgress) -> str | None:

@@ -1,7 +1,8 @@
 """The HTTP face of the bot: ``POST /slack/events`` and ``GET /healthz`` on aiohttp.
 
-Bolt verifies each request's signature and timestamp (401 otherwise), acknowledges at once
-and runs listeners after the response; this module only adapts aiohttp to Bolt.
+Message events, which come in bursts, take the fast path in ``bot.slack.intake``; Bolt
+verifies every other request's signature and timestamp (401 otherwise), acknowledges at
+once and runs listeners after the response.
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ def web_app(runtime: Runtime, *, slack_events_route: bool = True) -> web.Applica
 
 
 async def slack_events(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    status = await runtime.intake.http(request.headers, await request.read())
+    if status is not None:
+        return web.Response(status=status)
     bolt_request = await to_bolt_request(request)
-    bolt_response = await request.app[RUNTIME].bolt.async_dispatch(bolt_request)
+    bolt_response = await runtime.bolt.async_dispatch(bolt_request)
     return await to_aiohttp_response(bolt_response)
 
 

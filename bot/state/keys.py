@@ -43,6 +43,15 @@ def lock(thread: str) -> str:
     return f"{PREFIX}thread:{thread}:lock"
 
 
+# Threads with questions waiting for a worker: a stream read by the ``answerers`` consumer
+# group. Entries are deleted once taken; the bound only matters when no worker runs at all.
+WORK_QUEUE_MAXLEN = 10_000
+
+
+def work_queue() -> str:
+    return f"{PREFIX}work-queue"
+
+
 # A run request (its card, the exact Agents API body, and its state) outlives its decision
 # long enough to show outcomes in App Home and to answer late clicks plainly.
 REQUEST_TTL = 7 * 24 * 3600

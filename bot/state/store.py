@@ -8,6 +8,7 @@ finishes is never stranded.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,8 +21,13 @@ from bot.conversation import Question, Turn
 from bot.errors import StateError
 from bot.state import keys
 
+# KEYS: the dedupe keys (ARGV[1] of them), then queue, active marker, lock, work queue.
+# Returns an ``Accepted`` value. A follow-up is only ours if the thread is active; the work
+# queue hears of the thread only when no one holds its lock, because a holder drains the
+# queue before letting go (see _RELEASE_IF_EMPTY).
 _ACCEPT = """
 local n = tonumber(ARGV[1])
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[n + 2]) == 0 then return 2 end
 for i = 1, n do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
 end
@@ -31,8 +37,22 @@ end
 redis.call('RPUSH', KEYS[n + 1], ARGV[3])
 redis.call('EXPIRE', KEYS[n + 1], ARGV[4])
 redis.call('SET', KEYS[n + 2], '1', 'EX', ARGV[5])
+if redis.call('EXISTS', KEYS[n + 3]) == 1 then return 3 end
+if ARGV[7] == '1' then
+  redis.call('XADD', KEYS[n + 4], 'MAXLEN', '~', ARGV[9], '*', 'thread', ARGV[8])
+end
 return 1
 """
+
+
+class Accepted(enum.IntEnum):
+    """What became of a delivery."""
+
+    DUPLICATE = 0
+    QUEUED = 1  # no one is answering in the thread: it needs an answerer now
+    NOT_FOLLOWING = 2  # a follow-up in a thread the bot takes no part in
+    WAITING = 3  # queued behind the answer in progress, whose holder will get to it
+
 
 _RELEASE_IF_EMPTY = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
@@ -85,18 +105,33 @@ class ThreadStore:
         async with redis_errors():
             return bool(await self._redis.exists(keys.active(thread)))
 
-    async def accept(self, thread: str, question: Question, dedupe: Sequence[str]) -> bool:
-        """Queue a question unless any of its dedupe keys was seen: False means a duplicate."""
-        key_list = [*dedupe, keys.queue(thread), keys.active(thread)]
+    async def accept(
+        self,
+        thread: str,
+        question: Question,
+        dedupe: Sequence[str],
+        *,
+        follow_up: bool = False,
+        announce: bool = False,
+    ) -> Accepted:
+        """Queue a question unless any of its dedupe keys was seen, in one step. A
+        ``follow_up`` is taken only in an active thread; ``announce`` puts a thread that needs
+        an answerer on the work queue, for the worker processes."""
+        key_list = [*dedupe, keys.queue(thread), keys.active(thread), keys.lock(thread)]
+        key_list.append(keys.work_queue())
         args: list[Any] = [
             len(dedupe),
             keys.DEDUPE_TTL,
             question.to_json(),
             keys.QUEUE_TTL,
             self._thread_ttl,
+            int(follow_up),
+            int(announce),
+            thread,
+            keys.WORK_QUEUE_MAXLEN,
         ]
         async with redis_errors():
-            return bool(await self._accept(keys=key_list, args=args))
+            return Accepted(int(await self._accept(keys=key_list, args=args)))
 
     async def try_lock(self, thread: str) -> str | None:
         """Take the thread's lock; returns the holder's token, or None if someone has it."""
