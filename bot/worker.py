@@ -39,6 +39,7 @@ class Worker:
         *,
         capacity: int,
         parent: int | None = None,
+        reclaim_after: float = RECLAIM_AFTER,
     ) -> None:
         self._queue = queue
         self._ask = ask
@@ -49,6 +50,7 @@ class Worker:
         self._room.set()
         # Started by a web process: stop when it is gone rather than linger unsupervised.
         self._parent = parent
+        self._reclaim_after = reclaim_after
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and answer threads until ``stop`` is set; answers in progress go on."""
@@ -59,8 +61,8 @@ class Worker:
                 free = min(BATCH, self._capacity - self._busy)
                 entries = await self._queue.take(free, READ_BLOCK)
                 if time.monotonic() >= next_reclaim:
-                    next_reclaim = time.monotonic() + RECLAIM_AFTER / 2
-                    entries += await self._queue.reclaim(RECLAIM_AFTER, BATCH)
+                    next_reclaim = time.monotonic() + self._reclaim_after / 2
+                    entries += await self._queue.reclaim(self._reclaim_after, BATCH)
             except BotError as exc:
                 log.warning("work queue unavailable: %s", exc)
                 await _sleep_unless(stop, 1.0)

@@ -190,11 +190,14 @@ async def bot(bot_settings: Any) -> AsyncIterator[BotUnderTest]:
 
 
 class serve:
-    def __init__(self, settings: Any) -> None:
+    """The web side: ``announce=True`` is a web process with workers, which only queues."""
+
+    def __init__(self, settings: Any, *, announce: bool = False) -> None:
         self._settings = settings
+        self._announce = announce
 
     async def __aenter__(self) -> BotUnderTest:
-        self._runtime = await build_runtime(self._settings)
+        self._runtime = await build_runtime(self._settings, announce=self._announce)
         self._runner = web.AppRunner(web_app(self._runtime))
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -207,6 +210,30 @@ class serve:
         await self._http.aclose()
         await self._runner.cleanup()
         await asyncio.sleep(0.01)
+        await self._runtime.inflight.drain(grace=5)
+        await self._runtime.aclose()
+
+
+class working:
+    """A worker (``python -m bot worker``) in this process, until the block ends."""
+
+    def __init__(self, settings: Any, **options: Any) -> None:
+        self._settings = settings
+        self._options = {"capacity": settings.copilot_concurrent_answers, **options}
+
+    async def __aenter__(self) -> Runtime:
+        from bot.worker import Worker
+
+        self._runtime = await build_runtime(self._settings)
+        runtime = self._runtime
+        worker = Worker(runtime.queue, runtime.ask, runtime.tasks, **self._options)
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(worker.run(self._stop))
+        return runtime
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._task
         await self._runtime.inflight.drain(grace=5)
         await self._runtime.aclose()
 

@@ -233,7 +233,11 @@ async def test_forged_or_stale_requests_get_401_and_do_nothing(
     forged = await bot.post(body, "application/json", headers={"x-slack-signature": "v0=bad"})
     unsigned = await bot.post(body, "application/json", signed=False)
     stale = await bot.post(body, "application/json", timestamp=1_000_000_000)
-    assert [forged.status_code, unsigned.status_code, stale.status_code] == [401, 401, 401]
+    garbled = await bot.post(
+        body, "application/json", headers={"x-slack-request-timestamp": "yesterday"}
+    )
+    statuses = [r.status_code for r in (forged, unsigned, stale, garbled)]
+    assert statuses == [401, 401, 401, 401]
     await asyncio.sleep(0.2)
     assert inference.chat_requests == []
     assert slack.messages() == []

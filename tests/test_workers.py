@@ -1,0 +1,182 @@
+"""The web/worker split: the web process only queues; workers answer, once and in order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from bot.state import keys
+from bot.state.work_queue import WorkQueue
+from tests.conftest import _free_port, serve, settings_for, working
+from tests.fakes import FakeInference, FakeSlack
+from tests.processes import bot_env, signed
+from tests.test_ask import CHANNEL, channel_message, mention, wait_answer
+
+
+async def test_the_web_process_queues_and_a_worker_answers(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    inference.reply_text("from the worker")
+    settings = settings_for(slack, inference, redis_url)
+    async with serve(settings, announce=True) as web:
+        response = await web.event(mention("disk full?", "70.1"))
+        assert response.status_code == 200
+        await asyncio.sleep(0.3)
+        # Acknowledged and queued, but nobody answers in the web process.
+        assert inference.chat_requests == []
+        assert slack.messages() == []
+        async with working(settings):
+            await wait_answer(slack, CHANNEL, "70.1", "from the worker")
+    assert [r.json["messages"][-1]["content"] for r in inference.chat_requests] == ["disk full?"]
+
+
+async def test_two_workers_answer_each_question_once_and_in_order(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    for text in ("one ", "two ", "three"):
+        inference.reply_text(text, delay=0.05)
+    settings = settings_for(slack, inference, redis_url)
+    async with (
+        serve(settings, announce=True) as web,
+        working(settings),
+        working(settings),
+    ):
+        event = mention("q1", "71.1")
+        await asyncio.gather(web.event(event, event_id="EvA"), web.event(event, event_id="EvA"))
+        await inference.wait_for_requests(1)
+        for n, ts in ((2, "71.2"), (3, "71.3")):
+            await web.event(channel_message(f"q{n}", ts, thread_ts="71.1"))
+        await wait_answer(slack, CHANNEL, "71.1", "one two three")
+        await asyncio.sleep(0.3)
+    asked = [r.json["messages"][-1]["content"] for r in inference.chat_requests]
+    assert asked == ["q1", "q2", "q3"]
+
+
+async def test_a_busy_worker_takes_more_threads_as_answers_finish(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    for n in range(3):
+        inference.reply_text(f"answer {n}", delay=0.05)
+    settings = settings_for(slack, inference, redis_url)
+    async with serve(settings, announce=True) as web, working(settings, capacity=1):
+        for n in range(3):
+            await web.event(mention(f"q{n}", f"72.{n}"))
+        for n in range(3):
+            await slack.wait_for(lambda s, n=n: bool(s.thread_bodies(CHANNEL, f"72.{n}")))
+    assert len(inference.chat_requests) == 3
+
+
+async def test_a_thread_taken_by_a_worker_that_died_is_answered_by_another(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    inference.reply_text("picked up")
+    settings = settings_for(slack, inference, redis_url)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with serve(settings, announce=True) as web:
+            await web.event(mention("still there?", "73.1"))
+            # A worker reads the entry and dies before it tries the thread's lock.
+            dead = WorkQueue(client, consumer="dead-worker")
+            await dead.ensure_group()
+            taken = await dead.take(10, block=1.0)
+            assert [entry.thread for entry in taken] == [f"T0TEAM:{CHANNEL}:73.1"]
+            async with working(settings, reclaim_after=0.3):
+                await wait_answer(slack, CHANNEL, "73.1", "picked up")
+    finally:
+        await client.aclose()
+
+
+async def test_a_worker_carries_on_when_redis_lost_the_queue(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    inference.reply_text("first")
+    inference.reply_text("after the flush")
+    settings = settings_for(slack, inference, redis_url)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with serve(settings, announce=True) as web, working(settings):
+            await web.event(mention("q1", "74.1"))
+            await wait_answer(slack, CHANNEL, "74.1", "first")
+            # As after a Redis restart without persistence: the stream and its group are gone.
+            await client.flushall()
+            await web.event(mention("q2", "74.2"))
+            await wait_answer(slack, CHANNEL, "74.2", "after the flush")
+    finally:
+        await client.aclose()
+
+
+async def test_entries_are_removed_once_taken(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    inference.reply_text("done")
+    settings = settings_for(slack, inference, redis_url)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with serve(settings, announce=True) as web, working(settings):
+            await web.event(mention("q", "75.1"))
+            await wait_answer(slack, CHANNEL, "75.1", "done")
+            await asyncio.sleep(0.2)
+            assert await client.xlen(keys.work_queue()) == 0
+            pending = await client.xpending(keys.work_queue(), "answerers")
+            assert pending["pending"] == 0
+    finally:
+        await client.aclose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+async def _wait_for_children(pid: int, count: int, but_not: set[int] | None = None) -> list[int]:
+    async with asyncio.timeout(20):
+        while True:
+            found = [c for c in _children(pid) if c not in (but_not or set())]
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.1)
+
+
+async def _ask(url: str, event: dict[str, Any]) -> None:
+    body, headers = signed(event)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/slack/events", content=body, headers=headers)
+    assert response.status_code == 200
+
+
+async def test_the_web_process_restarts_a_dead_worker_and_stops_its_workers(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
+) -> None:
+    inference.reply_text("before")
+    inference.reply_text("after")
+    env = bot_env(slack, inference, redis_url, _free_port(), tmp_path, COPILOT_WORKERS="1")
+    bot = await start(env)
+    await bot.wait_for_line("serving HTTP")
+    [worker] = await _wait_for_children(bot.proc.pid, 1)
+    await _ask(bot.url, mention("q1", "76.1"))
+    await wait_answer(slack, CHANNEL, "76.1", "before")
+
+    os.kill(worker, signal.SIGKILL)
+    await bot.wait_for_line("starting it again")
+    [replacement] = await _wait_for_children(bot.proc.pid, 1, but_not={worker})
+    await _ask(bot.url, mention("q2", "76.2"))
+    await wait_answer(slack, CHANNEL, "76.2", "after")
+
+    bot.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        assert await bot.proc.wait() == 0
+    assert not _alive(replacement)
