@@ -162,7 +162,10 @@ class AskService:
         """Go on with a thread whose answering process looks gone. Its lock is left to
         expire rather than broken: a process that only missed heartbeats may still hold it."""
         for _ in range(RESUME_TRIES):
-            if await self.drain(thread):
+            if self._announce:
+                if await self._store.announce(thread):
+                    return  # a worker takes it from here
+            elif await self.drain(thread):
                 return
             await asyncio.sleep(self._store.lock_ttl / (RESUME_TRIES - 1))
 

@@ -263,8 +263,12 @@ async def start(tmp_path: Any) -> AsyncIterator[Any]:
     yield launch
     for proc in procs:
         if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            proc.terminate()  # its workers end with it
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 @pytest.fixture

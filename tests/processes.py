@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -22,6 +24,19 @@ class BotProcess:
         self.proc = proc
         self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
+
+    def children(self) -> list[int]:
+        """The worker processes this web process started."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    async def crash(self) -> None:
+        """SIGKILL the web process and its workers at once, as when a dyno dies."""
+        for pid in self.children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        await self.proc.wait()
 
     async def wait_for_line(self, needle: str, within: float = 15) -> str:
         assert self.proc.stderr is not None

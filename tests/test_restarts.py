@@ -106,8 +106,7 @@ async def test_a_crashed_process_is_noticed_by_the_next_one(
         COPILOT_IDLE_TIMEOUT="60",
     )
     bot = await answering_stalled(start, env, slack, "doomed", "31.1")
-    bot.proc.kill()
-    await bot.proc.wait()
+    await bot.crash()
 
     settings = settings_for(
         slack,
@@ -167,8 +166,7 @@ async def test_a_run_cut_off_by_a_crash_is_failed_not_retried(
         await http.post(f"{bot.url}/slack/events", content=body, headers=headers)
     await inference.wait_for_requests(1, path="/v1/agents/heroku")
     await slack.wait_for(lambda s: "Running" in json.dumps(s.messages(CHANNEL)[0].blocks))
-    bot.proc.kill()
-    await bot.proc.wait()
+    await bot.crash()
 
     settings = settings_for(
         slack,

@@ -16,7 +16,8 @@ from bot.state.work_queue import WorkQueue
 from tests.conftest import _free_port, serve, settings_for, working
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import bot_env, signed
-from tests.test_ask import CHANNEL, channel_message, mention, wait_answer
+from tests.test_ask import CHANNEL, answer_in, channel_message, mention, wait_answer
+from tests.test_restarts import STALL, answering_stalled
 
 
 async def test_the_web_process_queues_and_a_worker_answers(
@@ -127,6 +128,40 @@ async def test_entries_are_removed_once_taken(
             assert pending["pending"] == 0
     finally:
         await client.aclose()
+
+
+async def test_questions_behind_a_crashed_answer_go_to_a_worker(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
+) -> None:
+    inference.reply_stall(STALL, stall_seconds=30)
+    inference.reply_text("second answer")
+    fast = {"copilot_heartbeat_interval": 0.2, "copilot_lock_ttl": 1}
+    env = bot_env(
+        slack,
+        inference,
+        redis_url,
+        _free_port(),
+        tmp_path,
+        COPILOT_HEARTBEAT_INTERVAL="0.2",
+        COPILOT_LOCK_TTL="1",
+        COPILOT_IDLE_TIMEOUT="60",
+    )
+    bot = await answering_stalled(start, env, slack, "doomed", "77.1")
+    await _ask(bot.url, channel_message("and this?", "77.2", thread_ts="77.1"))
+    # This worker sweeps only at its start, while the crashed dyno is still alive, so the
+    # web process below is the one that finds the lost answer and hands on the thread.
+    worker_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=600, **fast)
+    async with working(worker_settings):
+        await asyncio.sleep(0.3)
+        await bot.crash()
+        web_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=0.2, **fast)
+        async with serve(web_settings, announce=True):
+            await slack.wait_for(
+                lambda s: "second answer" in answer_in(s, CHANNEL, "77.1"), timeout=15
+            )
+    assert "interrupted by a restart" in answer_in(slack, CHANNEL, "77.1")
+    asked = [r.json["messages"][-1]["content"] for r in inference.chat_requests]
+    assert asked == ["doomed", "and this?"]
 
 
 def _alive(pid: int) -> bool:

@@ -54,6 +54,15 @@ class Accepted(enum.IntEnum):
     WAITING = 3  # queued behind the answer in progress, whose holder will get to it
 
 
+# KEYS: queue, lock, work queue. 0 while the thread is locked; else announces its queue.
+_ANNOUNCE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'thread', ARGV[1])
+end
+return 1
+"""
+
 _RELEASE_IF_EMPTY = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
@@ -94,6 +103,7 @@ class ThreadStore:
         self._history_turns = history_turns
         self._accept = client.register_script(_ACCEPT)
         self._release = client.register_script(_RELEASE_IF_EMPTY)
+        self._announce = client.register_script(_ANNOUNCE)
         self._refresh = client.register_script(_REFRESH)
         self._break = client.register_script(_BREAK)
 
@@ -132,6 +142,14 @@ class ThreadStore:
         ]
         async with redis_errors():
             return Accepted(int(await self._accept(keys=key_list, args=args)))
+
+    async def announce(self, thread: str) -> bool:
+        """Put a thread with waiting questions on the work queue, unless someone holds it;
+        False while it is locked."""
+        key_list = [keys.queue(thread), keys.lock(thread), keys.work_queue()]
+        async with redis_errors():
+            added = await self._announce(keys=key_list, args=[thread, keys.WORK_QUEUE_MAXLEN])
+        return bool(added)
 
     async def try_lock(self, thread: str) -> str | None:
         """Take the thread's lock; returns the holder's token, or None if someone has it."""
