@@ -82,7 +82,7 @@ class Runtime:
 
     async def _sweep(self) -> None:
         # Independent: a failure in one must not skip the other.
-        for sweep in (self.runs.sweep_expired, self.recovery.sweep):
+        for sweep in (self.runs.sweep_expired, self.recovery.sweep, self.ask.rescue_stranded):
             try:
                 await sweep()
             except BotError as exc:

@@ -169,6 +169,13 @@ class AskService:
                 return
             await asyncio.sleep(self._store.lock_ttl / (RESUME_TRIES - 1))
 
+    async def rescue_stranded(self) -> None:
+        """Take up questions that wait with no one answering: a drain that Redis refused
+        too often, a process that died between queueing and answering, a lost entry."""
+        for thread in await self._store.stranded(older_than=2 * self._store.lock_ttl):
+            log.warning("questions wait in %s with no one answering; taking them up", thread)
+            self._background.spawn(self.resume(thread), "taking up a waiting thread")
+
     async def release(self, thread: str, lock: str) -> None:
         await self._store.break_lock(thread, lock)
 

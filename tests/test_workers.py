@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+from bot.conversation import Question
 from bot.state import keys
 from bot.state.work_queue import WorkQueue
 from tests.conftest import _free_port, serve, settings_for, working
@@ -162,6 +163,31 @@ async def test_questions_behind_a_crashed_answer_go_to_a_worker(
     assert "interrupted by a restart" in answer_in(slack, CHANNEL, "77.1")
     asked = [r.json["messages"][-1]["content"] for r in inference.chat_requests]
     assert asked == ["doomed", "and this?"]
+
+
+async def test_questions_nobody_is_answering_are_taken_up_by_the_sweep(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    inference.reply_text("late, but here")
+    inference.reply_text("also here")
+    settings = settings_for(
+        slack, inference, redis_url, copilot_sweep_interval=0.2, copilot_lock_ttl=1
+    )
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for announce, ts in ((False, "78.1"), (True, "78.2")):
+            async with serve(settings, announce=announce) as web, working(settings):
+                # Queued as by a process that died before anyone answered: no lock, no entry.
+                question = Question("T0TEAM", CHANNEL, ts, ts, "U0ALICE", "anyone?")
+                thread = keys.thread_id("T0TEAM", CHANNEL, ts)
+                await web.runtime.store.accept(thread, question, [])
+                await slack.wait_for(lambda s, ts=ts: bool(s.thread_bodies(CHANNEL, ts)))
+                await asyncio.sleep(0.3)
+            assert await client.zscore(keys.waiting_threads(), thread) is None
+    finally:
+        await client.aclose()
+    assert answer_in(slack, CHANNEL, "78.1") == "late, but here"
+    assert answer_in(slack, CHANNEL, "78.2") == "also here"
 
 
 def _alive(pid: int) -> bool:

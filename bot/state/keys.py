@@ -52,6 +52,13 @@ def work_queue() -> str:
     return f"{PREFIX}work-queue"
 
 
+def waiting_threads() -> str:
+    """Sorted set of threads with queued questions, scored by the latest one's arrival: the
+    safety net that finds a queue nobody is answering. A thread leaves it when its
+    answerer lets go of an empty queue; the sweep drops the rest."""
+    return f"{PREFIX}threads:waiting"
+
+
 # A run request (its card, the exact Agents API body, and its state) outlives its decision
 # long enough to show outcomes in App Home and to answer late clicks plainly.
 REQUEST_TTL = 7 * 24 * 3600

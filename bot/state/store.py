@@ -9,6 +9,7 @@ finishes is never stranded.
 from __future__ import annotations
 
 import enum
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,8 @@ from bot.conversation import Question, Turn
 from bot.errors import StateError
 from bot.state import keys
 
-# KEYS: the dedupe keys (ARGV[1] of them), then queue, active marker, lock, work queue.
+# KEYS: the dedupe keys (ARGV[1] of them), then queue, active marker, lock, work queue,
+# waiting threads.
 # Returns an ``Accepted`` value. A follow-up is only ours if the thread is active; the work
 # queue hears of the thread only when no one holds its lock, because a holder drains the
 # queue before letting go (see _RELEASE_IF_EMPTY).
@@ -37,6 +39,7 @@ end
 redis.call('RPUSH', KEYS[n + 1], ARGV[3])
 redis.call('EXPIRE', KEYS[n + 1], ARGV[4])
 redis.call('SET', KEYS[n + 2], '1', 'EX', ARGV[5])
+redis.call('ZADD', KEYS[n + 5], ARGV[10], ARGV[8])
 if redis.call('EXISTS', KEYS[n + 3]) == 1 then return 3 end
 if ARGV[7] == '1' then
   redis.call('XADD', KEYS[n + 4], 'MAXLEN', '~', ARGV[9], '*', 'thread', ARGV[8])
@@ -67,7 +70,24 @@ _RELEASE_IF_EMPTY = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
 redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
 return 1
+"""
+
+# KEYS[1]: waiting threads; then queue and lock of each thread in ARGV. Returns the
+# threads whose questions wait with no one holding them; forgets those with none left.
+_STRANDED = """
+local stranded = {}
+for i, thread in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[2 * i + 1]) == 0 then
+    if redis.call('LLEN', KEYS[2 * i]) > 0 then
+      table.insert(stranded, thread)
+    else
+      redis.call('ZREM', KEYS[1], thread)
+    end
+  end
+end
+return stranded
 """
 
 _BREAK = """
@@ -104,6 +124,7 @@ class ThreadStore:
         self._accept = client.register_script(_ACCEPT)
         self._release = client.register_script(_RELEASE_IF_EMPTY)
         self._announce = client.register_script(_ANNOUNCE)
+        self._stranded = client.register_script(_STRANDED)
         self._refresh = client.register_script(_REFRESH)
         self._break = client.register_script(_BREAK)
 
@@ -128,7 +149,7 @@ class ThreadStore:
         ``follow_up`` is taken only in an active thread; ``announce`` puts a thread that needs
         an answerer on the work queue, for the worker processes."""
         key_list = [*dedupe, keys.queue(thread), keys.active(thread), keys.lock(thread)]
-        key_list.append(keys.work_queue())
+        key_list += [keys.work_queue(), keys.waiting_threads()]
         args: list[Any] = [
             len(dedupe),
             keys.DEDUPE_TTL,
@@ -139,6 +160,7 @@ class ThreadStore:
             int(announce),
             thread,
             keys.WORK_QUEUE_MAXLEN,
+            int(time.time() * 1000),
         ]
         async with redis_errors():
             return Accepted(int(await self._accept(keys=key_list, args=args)))
@@ -177,8 +199,28 @@ class ThreadStore:
     async def release_if_empty(self, thread: str, token: str) -> bool:
         """Drop the lock if no question waits; False means keep draining."""
         async with redis_errors():
-            result = await self._release(keys=[keys.queue(thread), keys.lock(thread)], args=[token])
+            result = await self._release(
+                keys=[keys.queue(thread), keys.lock(thread), keys.waiting_threads()],
+                args=[token, thread],
+            )
         return int(result) != 0
+
+    async def stranded(self, older_than: float, limit: int = 100) -> list[str]:
+        """Threads whose questions have waited more than ``older_than`` seconds with no one
+        answering: the process that queued or drained them gave up or died."""
+        cutoff = int((time.time() - older_than) * 1000)
+        async with redis_errors():
+            waiting = await self._redis.zrangebyscore(
+                keys.waiting_threads(), "-inf", cutoff, start=0, num=limit
+            )
+            threads = [str(thread) for thread in waiting]
+            if not threads:
+                return []
+            key_list = [keys.waiting_threads()]
+            for thread in threads:
+                key_list += [keys.queue(thread), keys.lock(thread)]
+            found = await self._stranded(keys=key_list, args=threads)
+        return [str(thread) for thread in found]
 
     async def history(self, thread: str) -> list[Turn]:
         async with redis_errors():
