@@ -1,9 +1,10 @@
 """Ask: answering questions in a thread, one at a time and in order, with its history.
 
 ``submit`` queues a question (dropping duplicate deliveries) and, if no process is
-answering in that thread, drains the thread's queue. Each answer streams from Heroku chat
-completions through ``paced`` into a ``ThreadReply``; the exchange is then remembered so
-a follow-up in the thread continues the conversation.
+answering in that thread, drains the thread's queue; a web process with workers puts the
+thread on the work queue for a worker to drain instead. Each answer streams from Heroku
+chat completions through ``paced`` into a ``ThreadReply``; the exchange is then remembered
+so a follow-up in the thread continues the conversation.
 """
 
 from __future__ import annotations

@@ -79,8 +79,10 @@ class Worker:
     async def _answer(self, entry: Entry) -> None:
         try:
             token = await self._ask.lock(entry.thread)
-            # The lock now says who answers: the entry has done its job either way.
-            await self._queue.done(entry)
+            # The lock now says who answers: the entry has done its job either way. One
+            # left unacknowledged comes back later and finds the thread taken or empty.
+            with contextlib.suppress(BotError):
+                await self._queue.done(entry)
             if token is not None:
                 await self._ask.drain_locked(entry.thread, token)
         except BotError as exc:
