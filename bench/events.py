@@ -1,17 +1,17 @@
-"""Signed Slack event deliveries, sent the way Slack sends them, with the time each ack took."""
+"""Slack event deliveries, and the process that sends them signed, the way Slack sends them,
+with the time each ack took (bench/sender.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import httpx
-from slack_sdk.signature import SignatureVerifier
-
-from bench.rig import SIGNING_SECRET
+from bench.rig import ROOT
 
 TEAM = "T0TEAM"
 
@@ -22,7 +22,6 @@ def channel_name(index: int) -> str:
 
 USER = "U0ALICE"
 BOT_USER = "U0BOT"
-RETRY_HEADERS = {"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,7 @@ class Delivery:
 class Acks:
     seconds: list[float] = field(default_factory=list)  # primary deliveries only
     failures: list[str] = field(default_factory=list)
+    sender_lag_p99_ms: float = 0.0  # the sender process's own event-loop lag, a noise gauge
 
 
 def mention_body(event_id: str, channel: str, thread_ts: str, question: str) -> str:
@@ -63,42 +63,82 @@ def mention_body(event_id: str, channel: str, thread_ts: str, question: str) -> 
     )
 
 
-async def send_burst(deliveries: Sequence[Delivery], concurrency: int) -> Acks:
-    """Start every delivery at once, at most ``concurrency`` in flight (one connection each).
+class Sender:
+    """``python -m bench.sender`` in its own process, holding one phase's deliveries.
 
-    An ack's latency runs from handing the signed request to httpx until the whole response
-    has arrived; waiting for a free slot is not counted.
+    Entering starts it and waits until it is ready; ``go()`` starts the burst; ``acks()``
+    waits for every delivery's answer. Leaving kills it if it is still there.
     """
-    acks = Acks()
-    slots = asyncio.Semaphore(concurrency)
-    verifier = SignatureVerifier(SIGNING_SECRET)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
 
-        async def send(delivery: Delivery) -> None:
-            async with slots:
-                ts = str(int(time.time()))
-                signature = verifier.generate_signature(timestamp=ts, body=delivery.body)
-                headers = {
-                    "content-type": "application/json",
-                    "x-slack-request-timestamp": ts,
-                    "x-slack-signature": signature or "",
-                }
-                if delivery.retry:
-                    headers.update(RETRY_HEADERS)
-                started = time.perf_counter()
-                try:
-                    response = await http.post(
-                        f"{delivery.url}/slack/events", content=delivery.body, headers=headers
-                    )
-                except httpx.HTTPError as exc:
-                    acks.failures.append(f"{type(exc).__name__}: {exc}")
-                    return
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    acks.failures.append(f"HTTP {response.status_code}")
-                elif not delivery.retry:
-                    acks.seconds.append(elapsed)
+    def __init__(
+        self, deliveries: Sequence[Delivery], concurrency: int, client: str = "aiohttp"
+    ) -> None:
+        self._deliveries = list(deliveries)
+        self._concurrency = concurrency
+        self._client = client
+        self._proc: asyncio.subprocess.Process | None = None
 
-        await asyncio.gather(*(send(d) for d in deliveries))
-    return acks
+    async def __aenter__(self) -> Sender:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.sender",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,
+        )
+        order = {
+            "concurrency": self._concurrency,
+            "client": self._client,
+            "deliveries": [
+                {"url": d.url, "body": d.body, "retry": d.retry} for d in self._deliveries
+            ],
+        }
+        await self._write(json.dumps(order))
+        if await self._line() != "ready":
+            raise RuntimeError("the sender process did not start")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def go(self) -> None:
+        await self._write("go")
+
+    async def acks(self) -> Acks:
+        reply = json.loads(await self._line())
+        acks = Acks(sender_lag_p99_ms=float(reply["loop_lag_p99_ms"]))
+        for delivery, (seconds, status, error) in zip(
+            self._deliveries, reply["results"], strict=True
+        ):
+            if error is not None:
+                acks.failures.append(str(error))
+            elif status != 200:
+                acks.failures.append(f"HTTP {status}")
+            elif not delivery.retry:
+                acks.seconds.append(float(seconds))
+        return acks
+
+    def _running(self) -> asyncio.subprocess.Process:
+        if self._proc is None:
+            raise RuntimeError("the sender process is not running")
+        return self._proc
+
+    async def _write(self, line: str) -> None:
+        stdin = self._running().stdin
+        if stdin is None:
+            raise RuntimeError("the sender process has no stdin")
+        stdin.write(line.encode() + b"\n")
+        await stdin.drain()
+
+    async def _line(self) -> str:
+        proc = self._running()
+        line = await proc.stdout.readline() if proc.stdout is not None else b""
+        if not line:
+            raise RuntimeError(f"the sender process ended early (exit {await proc.wait()})")
+        return line.decode().strip()

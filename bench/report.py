@@ -13,20 +13,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.analysis import percentile
+from bench.events import Acks
+from bench.rig import ROOT
 from bench.scenarios import (
     BURST,
     OPEN,
+    SETUPS,
+    SINGLE,
     SLACK_CHANNEL_TIERS,
     SLACK_TIERS,
+    SPLIT,
     STREAM,
     Load,
     PhaseResult,
+    ProcMemory,
+    Setup,
 )
 
 COMMAND = "scripts/bench"
 MB = 1024.0
 
 Cell = tuple[str, bool | None]  # the figure, and whether it meets the target (None: no target)
+# The ratio column divides the first setup's figures by the second's, from the same run.
+RATIO = (SINGLE, SPLIT)
 
 
 @dataclass(frozen=True)
@@ -35,10 +44,25 @@ class Row:
     target: str
     cell: Callable[[PhaseResult], Cell]
     load: Load
+    ratio: Callable[[PhaseResult], tuple[float, ...]] | None = None  # figures to divide
 
 
 def _ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.0f}"
+
+
+def _ack_ms(r: PhaseResult) -> tuple[float, float]:
+    ms = [s * 1000 for s in r.acks.seconds]
+    return percentile(ms, 50), percentile(ms, 99)
+
+
+def _first_visible_ms(r: PhaseResult) -> tuple[float, float]:
+    ms = [o.first_visible_ms for o in r.outcomes if o.first_visible_ms is not None]
+    return percentile(ms, 50), percentile(ms, 99)
+
+
+def _cpu_per_k(r: PhaseResult) -> tuple[float]:
+    return (r.cpu_seconds / r.tokens * 1000 if r.tokens else math.nan,)
 
 
 def _ack(r: PhaseResult) -> Cell:
@@ -79,23 +103,37 @@ def _reached(r: PhaseResult) -> str:
     return "" if r.peak_open >= r.load.asks else f"; only {r.peak_open} of {r.load.asks} open"
 
 
+def _processes(memory: list[list[ProcMemory]], kb: Callable[[ProcMemory], int]) -> str:
+    """Per OS process, bots apart: "web 60 + worker 90; web 61 + worker 88"."""
+    return "; ".join(
+        " + ".join(f"{m.role}{' (ended)' if m.ended else ''} {kb(m) / MB:.0f}" for m in bot)
+        for bot in memory
+    )
+
+
+def _largest(memory: list[list[ProcMemory]], kb: Callable[[ProcMemory], int]) -> float:
+    return max((kb(m) / MB for bot in memory for m in bot), default=math.nan)
+
+
 def _rss(r: PhaseResult) -> Cell:
-    rss = [m.rss_kb / MB for m in r.memory_at_peak]
-    shown = " + ".join(f"{x:.0f}" for x in rss)
-    ok = bool(rss) and max(rss) <= 200 and not _reached(r)
+    largest = _largest(r.memory_at_peak, lambda m: m.rss_kb)
+    ok = largest <= 200 and not _reached(r)
+    shown = _processes(r.memory_at_peak, lambda m: m.rss_kb)
     return f"{shown} at {r.peak_open} open streams{_reached(r)}", ok
 
 
 def _hwm(r: PhaseResult) -> Cell:
-    hwm = [m.hwm_kb / MB for m in r.memory_end]
-    ok = bool(hwm) and max(hwm) <= 200 and not _reached(r)
+    largest = _largest(r.memory_end, lambda m: m.hwm_kb)
+    ok = largest <= 200 and not _reached(r)
     short = _reached(r)
     note = f" ({short.removeprefix('; ')})" if short else ""
-    return " + ".join(f"{x:.0f}" for x in hwm) + note, ok
+    return _processes(r.memory_end, lambda m: m.hwm_kb) + note, ok
 
 
 def _cpu(r: PhaseResult) -> Cell:
-    per_k = r.cpu_seconds / r.tokens * 1000 if r.tokens else math.nan
+    (per_k,) = _cpu_per_k(r)
+    if math.isnan(per_k):
+        return "n/a (a web process was gone at the end)", None
     return f"{per_k:.2f} ({r.cpu_seconds:.1f} s / {r.tokens} tok)", None
 
 
@@ -118,22 +156,40 @@ def _info(cell: Callable[[PhaseResult], Cell]) -> Callable[[PhaseResult], Cell]:
 
 
 ROWS = (
-    Row("ack latency p50 / p99, ms", "p99 ≤ 50", _ack, BURST),
+    Row("ack latency p50 / p99, ms", "p99 ≤ 50", _ack, BURST, _ack_ms),
     Row("duplicate deliveries answered once", "all once", _duplicates, BURST),
-    Row("first token → first visible text p50 / p99, ms", "p50 ≤ 150", _first_visible, BURST),
+    Row(
+        "first token → first visible text p50 / p99, ms",
+        "p50 ≤ 150",
+        _first_visible,
+        BURST,
+        _first_visible_ms,
+    ),
     Row("429 responses from Slack", "0", _rate_limited, BURST),
     Row("answers complete and exact in the window", "", _info(_exact), BURST),
-    Row("first token → first visible text p50 / p99, ms", "p50 ≤ 150", _first_visible, STREAM),
+    Row(
+        "first token → first visible text p50 / p99, ms",
+        "p50 ≤ 150",
+        _first_visible,
+        STREAM,
+        _first_visible_ms,
+    ),
     Row("Slack calls per answer (incl. refused)", "", _calls_per_answer, STREAM),
     Row("429 responses from Slack", "0", _rate_limited, STREAM),
     Row("answers complete and exact", "50/50", _exact, STREAM),
     Row("median interval between updates of one answer, s", "", _interval, STREAM),
-    Row("bot CPU s per 1,000 streamed tokens", "", _cpu, STREAM),
-    Row("ack latency p50 / p99, ms (500 at once)", "", _info(_ack), OPEN),
-    Row("RSS per bot process at peak open streams, MB", "≤ 200", _rss, OPEN),
-    Row("peak RSS (VmHWM) per bot process, MB", "≤ 200", _hwm, OPEN),
-    Row("bot CPU s per 1,000 streamed tokens", "", _cpu, OPEN),
-    Row("first token → first visible text p50 / p99, ms", "p50 ≤ 150", _first_visible, OPEN),
+    Row("bot CPU s (all its processes) per 1,000 streamed tokens", "", _cpu, STREAM, _cpu_per_k),
+    Row("ack latency p50 / p99, ms (500 at once)", "", _info(_ack), OPEN, _ack_ms),
+    Row("RSS per OS process at peak open streams, MB", "≤ 200 each", _rss, OPEN),
+    Row("peak RSS (VmHWM) per OS process, MB", "≤ 200 each", _hwm, OPEN),
+    Row("bot CPU s (all its processes) per 1,000 streamed tokens", "", _cpu, OPEN, _cpu_per_k),
+    Row(
+        "first token → first visible text p50 / p99, ms",
+        "p50 ≤ 150",
+        _first_visible,
+        OPEN,
+        _first_visible_ms,
+    ),
     Row("429 responses from Slack", "0", _rate_limited, OPEN),
     Row("answers complete and exact in the window", "", _info(_exact), OPEN),
 )
@@ -146,43 +202,101 @@ def _mark(cell: Cell) -> str:
     return f"{text} ✓" if ok else f"{text} ✗ MISSED"
 
 
+def _ratio(row: Row, by_key: dict[tuple[str, str], PhaseResult]) -> str:
+    first, second = (by_key.get((row.load.name, setup.key)) for setup in RATIO)
+    if row.ratio is None or first is None or second is None:
+        return ""
+    pairs = zip(row.ratio(first), row.ratio(second), strict=True)
+    return " / ".join(f"{a / b:.2f}" if b and not math.isnan(a / b) else "n/a" for a, b in pairs)
+
+
+def _setups(results: Sequence[PhaseResult]) -> list[Setup]:
+    present = {r.setup for r in results}
+    return [setup for setup in SETUPS if setup in present]
+
+
+def _roles_text(roles: list[list[str]]) -> str:
+    """ "web + worker" per bot; "2 × (web + worker)" when the bots are alike."""
+    each = [" + ".join(bot) if bot else "gone" for bot in roles]
+    if len(each) > 1 and len(set(each)) == 1:
+        return f"{len(each)} × ({each[0]})"
+    return "; ".join(each)
+
+
 def table(results: Sequence[PhaseResult]) -> str:
-    procs = sorted({r.procs for r in results})
-    by_key = {(r.load.name, r.procs): r for r in results}
-    heads = ["phase", "metric", "target"] + [
-        f"{p} bot process{'es' if p > 1 else ''}" for p in procs
-    ]
+    setups = _setups(results)
+    by_key = {(r.load.name, r.setup.key): r for r in results}
+    with_ratio = all(setup in setups for setup in RATIO)
+    heads = ["phase", "metric", "target"] + [setup.label for setup in setups]
+    if with_ratio:
+        heads.append(f"ratio {RATIO[0].label} ÷ {RATIO[1].label}")
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    loads = list(dict.fromkeys(row.load.name for row in ROWS))
-    for row in ROWS:
+    ran = {r.load.name for r in results}
+    rows = [row for row in ROWS if row.load.name in ran]
+    loads = list(dict.fromkeys(row.load.name for row in rows))
+
+    def line(name: str, metric: str, target: str, cells: list[str], ratio: str = "") -> None:
+        extra = [ratio] if with_ratio else []
+        lines.append("| " + " | ".join([name, metric, target, *cells, *extra]) + " |")
+
+    for row in rows:
         cells = [
-            _mark(row.cell(by_key[(row.load.name, p)])) if (row.load.name, p) in by_key else "-"
-            for p in procs
+            _mark(row.cell(by_key[(row.load.name, s.key)]))
+            if (row.load.name, s.key) in by_key
+            else "-"
+            for s in setups
         ]
-        lines.append(
-            f"| {row.load.name} | {row.metric} | {row.target} | " + " | ".join(cells) + " |"
-        )
+        line(row.load.name, row.metric, row.target, cells, _ratio(row, by_key))
     for name in loads:
-        cells = [_mark(_wall(by_key[(name, p)])) if (name, p) in by_key else "-" for p in procs]
-        lines.append(
-            f"| {name} | time from the burst to the end of the phase | | "
-            + " | ".join(cells)
-            + " |"
-        )
+        cells = [
+            _mark(_wall(by_key[(name, s.key)])) if (name, s.key) in by_key else "-" for s in setups
+        ]
+        line(name, "time from the burst to the end of the phase", "", cells)
+    for name in loads:
+        cells = []
+        for s in setups:
+            r = by_key.get((name, s.key))
+            if r is None:
+                cells.append("-")
+                continue
+            burst, end = _roles_text(r.processes_at_burst), _roles_text(r.processes_at_end)
+            ended = f" ({r.processes_ended} ended in the phase)" if r.processes_ended else ""
+            codes = [str(code) for code in r.web_exits if code is not None]
+            ended += f" (web exit {', '.join(codes)})" if codes else ""
+            cells.append((burst if burst == end else f"{burst} → {end}") + ended)
+        line(name, "OS processes at the burst (→ at the end)", "", cells)
     return "\n".join(lines)
 
 
 def details(results: Sequence[PhaseResult]) -> str:
     out = []
     for r in results:
-        out.append(f"### {r.load.name}, {r.procs} bot process{'es' if r.procs > 1 else ''}")
+        out.append(f"### {r.load.name}, {r.setup.label}")
         out.append("")
         calls = ", ".join(f"{m} {n}" for m, n in sorted(r.calls.items()))
         limited = ", ".join(f"{m} {n}" for m, n in sorted(r.rate_limited.items())) or "none"
+        cpu = ", ".join(f"{role} {sec:.1f} s" for role, sec in sorted(r.cpu_by_role.items()))
+        expected = r.setup.workers * r.setup.bots
+        workers = sum(bot.count("worker") for bot in r.processes_at_burst)
         out.append(f"- Slack calls received: {calls}")
         out.append(f"- 429 responses by method: {limited}")
         out.append(f"- answer attempts per thread (setStatus calls): {_attempts(r)}")
+        out.append(f"- bot CPU by process: {cpu or 'none'} (total {r.cpu_seconds:.1f} s)")
+        out.append(
+            f"- OS processes at the burst: {_roles_text(r.processes_at_burst)}; at the end: "
+            f"{_roles_text(r.processes_at_end)}; ended during the phase: {r.processes_ended}"
+        )
+        for n, code in enumerate(r.web_exits):
+            if code is not None:
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                out.append(f"- **web process {n} ended during the phase ({how})**")
+        if workers != expected:
+            out.append(
+                f"- **expected {expected} worker process(es) (COPILOT_WORKERS="
+                f"{r.setup.workers}), found {workers} at the burst**"
+            )
         out.append(f"- bench event-loop lag p99 (fakes' own loop): {r.loop_lag_p99_ms:.0f} ms")
+        out.append(f"- sender process event-loop lag p99: {r.acks.sender_lag_p99_ms:.0f} ms")
         if r.acks.failures:
             out.append(f"- failed deliveries: {len(r.acks.failures)}, e.g. {r.acks.failures[0]}")
         if r.bot_log:
@@ -222,6 +336,11 @@ def loads_text() -> str:
         f"- Slack limits, enforced in every phase (token buckets, 429 + Retry-After): {tiers} "
         f"per workspace; {channel_tiers}. Other methods are not limited.",
     ]
+    for setup in SETUPS:
+        lines.append(
+            f"- {setup.label}: {setup.bots} × `python -m bot` with "
+            f"`COPILOT_WORKERS={setup.workers}`, sharing Redis and the fakes."
+        )
     for load in (BURST, STREAM, OPEN):
         lines.append(
             f"- {load.name}: {load.asks} app_mention events, one thread each, spread over "
@@ -235,13 +354,18 @@ def loads_text() -> str:
 def git_state() -> str:
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
         ).stdout.strip()
         changed = subprocess.run(
             ["git", "status", "--porcelain", "--", "bot"],
             capture_output=True,
             text=True,
             check=True,
+            cwd=ROOT,
         ).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -249,7 +373,38 @@ def git_state() -> str:
     return f"{head}" + (f" plus uncommitted changes to {', '.join(files)}" if files else "")
 
 
-def document(results: Sequence[PhaseResult], methods: str, elapsed: float) -> str:
+def _ratio_note(results: Sequence[PhaseResult]) -> str:
+    if not all(setup in _setups(results) for setup in RATIO):
+        return ""
+    return (
+        f" The ratio column is the {RATIO[0].label} figure divided by the {RATIO[1].label} "
+        "figure of the same run (p50 / p99 where there are two): above 1, web + worker is "
+        "faster (latency) or cheaper (CPU)."
+    )
+
+
+def floor_text(floors: dict[str, Acks], client: str) -> str:
+    """The harness floor: each load's burst sent to a do-nothing server, by the same sender."""
+    if not floors:
+        return ""
+    parts = []
+    for name, acks in floors.items():
+        p50, p99 = (percentile([s * 1000 for s in acks.seconds], q) for q in (50, 99))
+        failed = f", {len(acks.failures)} failed" if acks.failures else ""
+        parts.append(f"{name} {_ms(p50)} / {_ms(p99)} ms (n={len(acks.seconds)}{failed})")
+    return (
+        f"Harness floor: each burst sent by the same sender ({client}) to a do-nothing aiohttp "
+        f"server in its own process, ack p50 / p99: {'; '.join(parts)}."
+    )
+
+
+def document(
+    results: Sequence[PhaseResult],
+    methods: str,
+    elapsed: float,
+    floors: dict[str, Acks] | None = None,
+    client: str = "aiohttp",
+) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
@@ -263,9 +418,12 @@ def document(results: Sequence[PhaseResult], methods: str, elapsed: float) -> st
             "",
             "## Figures",
             "",
-            "p50 / p99 are nearest-rank percentiles; ✗ MISSED marks a target not met.",
+            "p50 / p99 are nearest-rank percentiles; ✗ MISSED marks a target not met."
+            + _ratio_note(results),
             "",
             table(results),
+            "",
+            floor_text(floors or {}, client),
             "",
             "## Loads",
             "",

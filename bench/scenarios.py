@@ -1,4 +1,4 @@
-"""The loads, and one phase: fresh fakes and bot processes, a burst of events, the outcome.
+"""The loads and setups, and one phase: fresh fakes and bots, a burst of events, the outcome.
 
 Every phase starts from an empty Redis, a new FakeSlack/TimedInference pair and new bot
 processes, so counters and the bots' per-process state (such as channels they stopped
@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import redis.asyncio as aioredis
 
 from bench.analysis import Ask, Outcome, method_counts, outcomes
-from bench.events import TEAM, Acks, Delivery, channel_name, mention_body, send_burst
+from bench.events import TEAM, Acks, Delivery, Sender, channel_name, mention_body
 from bench.fakes import Script, TieredSlack, TimedInference
-from bench.rig import BotEndpoints, BotProcess, Memory, RedisServer
+from bench.rig import (
+    ROOT,
+    BotEndpoints,
+    BotProcess,
+    ProcStat,
+    RedisServer,
+    free_port,
+    terminate,
+    tree_cpu,
+)
 from bot.state import keys
 
 # Slack's tiers as token buckets: (calls per minute, burst). chat.postMessage is limited per
@@ -53,19 +65,49 @@ OPEN = Load("open500", 500, 100, 80, 0.4, 0, 75.0)
 LOADS = (BURST, STREAM, OPEN)
 
 
+@dataclass(frozen=True)
+class Setup:
+    """How the bot is deployed: ``bots`` web processes (``python -m bot``) sharing Redis and
+    the fakes, each with ``COPILOT_WORKERS=workers`` (0: it answers by itself)."""
+
+    key: str  # for --setups
+    label: str
+    bots: int
+    workers: int
+
+
+SINGLE = Setup("single", "1 process", 1, 0)
+SPLIT = Setup("split", "web + worker", 1, 1)
+SPLIT2 = Setup("split2", "2 × (web + worker)", 2, 1)
+SETUPS = (SINGLE, SPLIT, SPLIT2)
+
+
+@dataclass(frozen=True)
+class ProcMemory:
+    role: str
+    rss_kb: int
+    hwm_kb: int
+    ended: bool = False  # the process ended during the phase: its last sample
+
+
 @dataclass
 class PhaseResult:
     load: Load
-    procs: int
+    setup: Setup
     acks: Acks
     outcomes: list[Outcome]
     duplicate_attempts: list[int]  # answer attempts of each duplicated ask (1 = answered once)
     calls: Counter[str]
     rate_limited: dict[str, int]
-    cpu_seconds: float
+    cpu_seconds: float  # every process of every bot's tree
+    cpu_by_role: dict[str, float]  # the same, by kind of process still there at the end
     tokens: int
-    memory_at_peak: list[Memory]  # per process, sampled while most streams were open
-    memory_end: list[Memory]
+    memory_at_peak: list[list[ProcMemory]]  # per bot, per OS process, at most open streams
+    memory_end: list[list[ProcMemory]]  # per bot, per OS process (VmHWM), at the end
+    processes_at_burst: list[list[str]]  # per bot, the roles of its OS processes
+    processes_at_end: list[list[str]]
+    processes_ended: int  # OS processes of the bots that ended during the phase
+    web_exits: list[int | None]  # per bot: exit code of a web process that ended by itself
     peak_open: int
     settled: bool  # every answer done (or given up) within the window
     seconds: float
@@ -86,19 +128,80 @@ def plan(load: Load, phase_index: int) -> list[Ask]:
     return asks
 
 
-def deliveries(asks: list[Ask], bots: list[BotProcess], duplicates: int) -> list[Delivery]:
+def deliveries(asks: list[Ask], urls: list[str], duplicates: int) -> list[Delivery]:
+    """Event i to web process i mod n; the first ``duplicates`` again, as Slack's retries."""
     sent = []
     for i, ask in enumerate(asks):
         body = mention_body(f"EvB{ask.thread_ts}", ask.channel, ask.thread_ts, ask.question)
-        sent.append(Delivery(bots[i % len(bots)].url, body))
+        sent.append(Delivery(urls[i % len(urls)], body))
         if i < duplicates:
-            # Slack's retry of the same event, to the other process when there is one.
-            sent.append(Delivery(bots[(i + 1) % len(bots)].url, body, retry=True))
+            # Slack's retry of the same event, to the other web process when there is one.
+            sent.append(Delivery(urls[(i + 1) % len(urls)], body, retry=True))
     return sent
 
 
+async def harness_floor(load: Load, client: str) -> Acks:
+    """The phase's burst (same events, retries, concurrency and client) sent to a server that
+    does nothing (bench/nullserver.py, in its own process): the harness's share of an ack."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.nullserver", str(port), cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 15
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        break
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the null server did not start")
+                await asyncio.sleep(0.1)
+        sends = deliveries(plan(load, 0), [url], load.duplicates)
+        async with Sender(sends, SEND_CONCURRENCY, client) as sender:
+            await sender.go()
+            return await sender.acks()
+    finally:
+        await terminate(proc, grace=5.0)
+
+
+def _snapshot(bots: list[BotProcess]) -> list[list[ProcStat]]:
+    return [bot.processes() for bot in bots]
+
+
+def _cpu(trees: list[list[ProcStat]]) -> float:
+    return sum(tree_cpu(tree) for tree in trees)
+
+
+def _cpu_by_role(
+    before: list[list[ProcStat]], after: list[list[ProcStat]], total: float
+) -> dict[str, float]:
+    """Each process's own CPU time in the phase (from its start-of-phase sample, or from 0
+    when it started later), summed by role; what is left of ``total`` was used by processes
+    that ended during the phase."""
+    start = {p.key: p.cpu for tree in before for p in tree}
+    by_role: dict[str, float] = {}
+    for tree in after:
+        for p in tree:
+            by_role[p.role] = by_role.get(p.role, 0.0) + p.cpu - start.get(p.key, 0.0)
+    rest = total - sum(by_role.values())
+    if rest > 0.05:  # False for NaN
+        by_role["ended in the phase"] = rest
+    return by_role
+
+
+def _roles(trees: list[list[ProcStat]]) -> list[list[str]]:
+    return [[p.role for p in tree] for tree in trees]
+
+
 async def run_phase(
-    load: Load, procs: int, redis: RedisServer, workdir: Path, phase_index: int
+    load: Load,
+    setup: Setup,
+    redis: RedisServer,
+    workdir: Path,
+    phase_index: int,
+    client: str = "aiohttp",
 ) -> PhaseResult:
     await redis.flush()
     asks = plan(load, phase_index)
@@ -106,40 +209,61 @@ async def run_phase(
         for ask in asks:
             inference.expect(ask.question, ask.script)
         endpoints = BotEndpoints(slack.base_url, inference.base_url, redis.url)
-        names = [f"{load.name}-p{procs}-bot{n}" for n in range(procs)]
-        bots = [BotProcess(name, endpoints, workdir) for name in names]
+        names = [f"{load.name}-{setup.key}-bot{n}" for n in range(setup.bots)]
+        bots = [BotProcess(name, endpoints, workdir, setup.workers) for name in names]
         try:
             await asyncio.gather(*(bot.start() for bot in bots))
+            await asyncio.gather(*(bot.quiet() for bot in bots))
             for method, (per_minute, burst) in SLACK_TIERS.items():
                 slack.limit(method, per_minute, burst)
             for method, (per_minute, burst) in SLACK_CHANNEL_TIERS.items():
                 slack.limit_per_channel(method, per_minute, burst)
-            async with _sampling(bots, inference) as sampler, _loop_lag() as lag:
-                cpu_before = sum(bot.cpu_seconds() for bot in bots)
+            urls = [bot.url for bot in bots]
+            sending = Sender(deliveries(asks, urls, load.duplicates), SEND_CONCURRENCY, client)
+            async with (
+                sending as sender,
+                _sampling(bots, inference) as sampler,
+                _loop_lag() as lag,
+            ):
+                before = _snapshot(bots)
                 started = time.monotonic()
-                acks = await send_burst(deliveries(asks, bots, load.duplicates), SEND_CONCURRENCY)
+                await sender.go()
+                acks = await sender.acks()
                 settled = await _settle(redis.url, asks, started + load.window)
                 seconds = time.monotonic() - started
-                cpu = sum(bot.cpu_seconds() for bot in bots) - cpu_before
-                memory_end = [bot.memory() for bot in bots]
+                after = _snapshot(bots)
+                sampler.sample()
         finally:
             await asyncio.gather(*(bot.stop() for bot in bots))
         log: Counter[str] = Counter()
         for bot in bots:
             log.update(bot.log_summary())
         results = outcomes(slack, inference, asks)
+        # A web process gone at the end took its tree's CPU figures with it: no figure then.
+        cpu = _cpu(after) - _cpu(before) if all(after) else math.nan
+        at_end = {p.key for tree in after for p in tree}
+        ended = [p for p in sampler.seen.values() if p.key not in at_end]
         return PhaseResult(
             load=load,
-            procs=procs,
+            setup=setup,
             acks=acks,
             outcomes=results,
             duplicate_attempts=[r.attempts for r in results[: load.duplicates]],
             calls=method_counts(slack),
             rate_limited=dict(slack.rate_limited),
             cpu_seconds=cpu,
+            cpu_by_role=_cpu_by_role(before, after, cpu),
             tokens=inference.tokens_sent(),
             memory_at_peak=sampler.at_peak,
-            memory_end=memory_end,
+            memory_end=[
+                [ProcMemory(p.role, p.rss_kb, p.hwm_kb) for p in tree]
+                + [ProcMemory(p.role, p.rss_kb, p.hwm_kb, True) for p in ended if p.key in ids]
+                for tree, ids in zip(after, sampler.trees, strict=True)
+            ],
+            processes_at_burst=_roles(before),
+            processes_at_end=_roles(after),
+            processes_ended=len(ended),
+            web_exits=[bot.exited for bot in bots],
             peak_open=inference.peak_open,
             settled=settled,
             seconds=seconds,
@@ -152,7 +276,8 @@ async def _settle(redis_url: str, asks: list[Ask], deadline: float) -> bool:
     """Wait until every answer is done, or ``deadline`` (monotonic) passes.
 
     Done: the answer is in the thread's history (the bot remembers it last), or the question
-    was taken and its thread is idle (no lock, empty queue: the bot gave up on it).
+    was taken and its thread is idle (no lock, empty queue: the bot gave up on it) while no
+    work is pending anywhere (see ``_nothing_pending``).
     """
     client = aioredis.Redis.from_url(redis_url)
     try:
@@ -165,10 +290,11 @@ async def _settle(redis_url: str, asks: list[Ask], deadline: float) -> bool:
                     pipe.exists(keys.lock(thread))
                     pipe.llen(keys.queue(thread))
                 replies = await pipe.execute()
-            if all(
+            done = [
                 answered or (taken and not locked and not queued)
                 for answered, taken, locked, queued in zip(*[iter(replies)] * 4, strict=True)
-            ):
+            ]
+            if all(done) and (all(replies[::4]) or await _nothing_pending(client)):
                 return True
             await asyncio.sleep(0.25)
         return False
@@ -176,27 +302,60 @@ async def _settle(redis_url: str, asks: list[Ask], deadline: float) -> bool:
         await client.aclose()
 
 
+async def _nothing_pending(client: aioredis.Redis) -> bool:
+    """No process has work registered (``keys.work``), every list of the bot's keys (thread
+    histories aside) is empty and no stream consumer group has entries pending or unread: a
+    question handed from a web process to a worker through a queue, not yet picked up, is
+    not mistaken for one the bot gave up on."""
+    async for name in client.scan_iter(match=keys.work_pattern(), count=500):
+        if await client.hlen(name):
+            return False
+    history = (":" + keys.history("").rsplit(":", 1)[-1]).encode()  # b":history"
+    async for name in client.scan_iter(match=f"{keys.PREFIX}*", count=500, _type="list"):
+        if not name.endswith(history) and await client.llen(name):
+            return False
+    async for name in client.scan_iter(match=f"{keys.PREFIX}*", count=500, _type="stream"):
+        for group in await client.xinfo_groups(name):
+            # lag (entries not yet read by the group) is unknown after deletions: then any
+            # entry left in the stream counts as pending.
+            lag = group.get("lag")
+            if group.get("pending") or lag or (lag is None and await client.xlen(name)):
+                return False
+    return True
+
+
 @dataclass
 class _Sampler:
     bots: list[BotProcess]
     inference: TimedInference
     best_open: int = -1
-    at_peak: list[Memory] = field(default_factory=list)
+    at_peak: list[list[ProcMemory]] = field(default_factory=list)
+    best_rss: int = 0
+    # Every OS process seen, by (pid, starttime), as last sampled; and those of each bot.
+    seen: dict[tuple[int, int], ProcStat] = field(default_factory=dict)
+    trees: list[set[tuple[int, int]]] = field(default_factory=list)
 
     def sample(self) -> None:
+        trees = _snapshot(self.bots)
+        if not self.trees:
+            self.trees = [set() for _ in self.bots]
+        for ids, tree in zip(self.trees, trees, strict=True):
+            for p in tree:
+                self.seen[p.key] = p
+                ids.add(p.key)
         open_now = self.inference.open_streams
         if open_now < self.best_open:
             return
-        memory = [bot.memory() for bot in self.bots]
-        if open_now > self.best_open or sum(m.rss_kb for m in memory) > sum(
-            m.rss_kb for m in self.at_peak
-        ):
-            self.best_open, self.at_peak = open_now, memory
+        rss = sum(p.rss_kb for tree in trees for p in tree)
+        if open_now > self.best_open or rss > self.best_rss:
+            self.best_open, self.best_rss = open_now, rss
+            self.at_peak = [[ProcMemory(p.role, p.rss_kb, p.hwm_kb) for p in t] for t in trees]
 
 
 @contextlib.asynccontextmanager
 async def _sampling(bots: list[BotProcess], inference: TimedInference) -> AsyncIterator[_Sampler]:
-    """Record each bot's RSS whenever the number of open model streams is at its highest."""
+    """Record the RSS of every OS process of every bot whenever the number of open model
+    streams is at its highest; note every process seen (for those that end mid-phase)."""
     sampler = _Sampler(bots, inference)
 
     async def loop() -> None:
