@@ -45,6 +45,8 @@ from bot.state.work_queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
+WEB_REDIS_CONNECTIONS = 4
+
 
 @dataclass
 class Runtime:
@@ -151,9 +153,12 @@ async def build_runtime(
     identity = await resolve_identity(
         web_client(token, settings.slack_api_url), settings.slack_api_url
     )
-    client = connect(
-        _secret(settings.redis_url), max_connections=settings.copilot_redis_connections
-    )
+    connections = settings.copilot_redis_connections
+    if announce:
+        # A web process with workers only queues questions and handles commands and clicks:
+        # a few connections do, and the plan's allowance (20 on Heroku's mini) goes to workers.
+        connections = min(connections, WEB_REDIS_CONNECTIONS)
+    client = connect(_secret(settings.redis_url), max_connections=connections)
     store = ThreadStore(
         client,
         thread_ttl=settings.copilot_thread_ttl_seconds,
