@@ -58,9 +58,10 @@ METHODS = """\
   most 50 keep-alive connections. One ack is the time from handing the signed request to
   the client until the whole HTTP 200 response has arrived (waiting for a free slot is not
   counted); the sender reports each one, and its status, to the bench. Retried deliveries
-  are not counted. The client is aiohttp: httpx, used before, spends milliseconds of CPU
-  per request at 50 in flight, and its acks read ~100 ms p50 and ~0.6 s p99 even against a
-  server that does nothing (`--client httpx` measures that way again).
+  are not counted. The client writes and reads HTTP/1.1 on plain keep-alive sockets, the
+  least client work per request (`--client aiohttp` or `--client httpx` measure with those
+  clients; httpx, used first, spends milliseconds of CPU per request at 50 in flight, and
+  its acks read ~100 ms p50 and ~0.6 s p99 even against a server that does nothing).
 - **Harness floor.** Before the phases, each load's burst (same events, retries,
   concurrency and client) is sent to a do-nothing aiohttp server in its own process
   (bench/nullserver.py); its ack p50 / p99 is shown under the table: the part of an ack
@@ -136,8 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         "--client",
         choices=CLIENTS,
         default=CLIENTS[0],
-        help="the sender's HTTP client (default: %(default)s; httpx is what the bench used "
-        "before, and much slower at 50 in flight)",
+        help="the sender's HTTP client (default: %(default)s, plain sockets; httpx is what "
+        "the bench used first, and much slower at 50 in flight)",
     )
     parser.add_argument(
         "--workdir",

@@ -71,7 +71,7 @@ class Sender:
     """
 
     def __init__(
-        self, deliveries: Sequence[Delivery], concurrency: int, client: str = "aiohttp"
+        self, deliveries: Sequence[Delivery], concurrency: int, client: str = "raw"
     ) -> None:
         self._deliveries = list(deliveries)
         self._concurrency = concurrency

@@ -403,7 +403,7 @@ def document(
     methods: str,
     elapsed: float,
     floors: dict[str, Acks] | None = None,
-    client: str = "aiohttp",
+    client: str = "raw",
 ) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(

@@ -201,7 +201,7 @@ async def run_phase(
     redis: RedisServer,
     workdir: Path,
     phase_index: int,
-    client: str = "aiohttp",
+    client: str = "raw",
 ) -> PhaseResult:
     await redis.flush()
     asks = plan(load, phase_index)

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from bot.supervisor import WorkerProcesses
 from bot.worker import Worker
 
 log = logging.getLogger("bot")
+
+WORKER_NICENESS = 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +79,10 @@ def _serve_command(_: argparse.Namespace) -> int:
 
 
 def _worker_command(args: argparse.Namespace) -> int:
+    if args.parent is not None:
+        # Beside a web process on one dyno, answering yields the CPU to acknowledging Slack:
+        # an ack is due within 3 s, while an answer is paced by Slack's budget anyway.
+        os.nice(WORKER_NICENESS)
     settings = load_settings()
     logs.configure(logging.INFO, secrets=logs.secrets_of(settings))
     settings.require("worker")
