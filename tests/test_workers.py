@@ -12,7 +12,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from bot.conversation import Question
-from bot.state import keys
+from bot.state import ThreadStore, connect, keys
+from bot.state.store import Accepted
 from bot.state.work_queue import WorkQueue
 from tests.conftest import _free_port, serve, settings_for, working
 from tests.fakes import FakeInference, FakeSlack
@@ -188,6 +189,31 @@ async def test_questions_nobody_is_answering_are_taken_up_by_the_sweep(
         await client.aclose()
     assert answer_in(slack, CHANNEL, "78.1") == "late, but here"
     assert answer_in(slack, CHANNEL, "78.2") == "also here"
+
+
+async def test_a_burst_of_deliveries_gets_one_verdict_each(redis_url: str) -> None:
+    # Accepts made at once share a Redis pipeline; each caller must still get its own answer.
+    client = connect(redis_url)
+    store = ThreadStore(client, thread_ttl=60, history_turns=4)
+    try:
+        calls = []
+        for n in range(30):
+            ts = f"79.{n}"
+            thread = keys.thread_id("T0TEAM", CHANNEL, ts)
+            question = Question("T0TEAM", CHANNEL, ts, ts, "U0ALICE", f"q{n}")
+            dedupe = [keys.seen_message(CHANNEL, ts)]
+            calls += [(thread, question, dedupe, False)] * 2  # each message delivered twice
+            reply = Question("T0TEAM", CHANNEL, ts, f"{ts}9", "U0ALICE", "follow-up")
+            calls.append((f"T0TEAM:{CHANNEL}:none.{n}", reply, [f"x{n}"], True))
+        verdicts = await asyncio.gather(
+            *(store.accept(t, q, d, follow_up=f, announce=True) for t, q, d, f in calls)
+        )
+    finally:
+        await client.aclose()
+    for n in range(30):
+        first, second, follow_up = verdicts[3 * n : 3 * n + 3]
+        assert sorted([first, second]) == [Accepted.DUPLICATE, Accepted.QUEUED]
+        assert follow_up is Accepted.NOT_FOLLOWING
 
 
 def _alive(pid: int) -> bool:

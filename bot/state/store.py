@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from bot.conversation import Question, Turn
 from bot.errors import StateError
 from bot.state import keys
+from bot.state.batch import ScriptBatch
 
 # KEYS: the dedupe keys (ARGV[1] of them), then queue, active marker, lock, work queue,
 # waiting threads.
@@ -121,7 +122,7 @@ class ThreadStore:
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._thread_ttl = thread_ttl
         self._history_turns = history_turns
-        self._accept = client.register_script(_ACCEPT)
+        self._accept = ScriptBatch(client, client.register_script(_ACCEPT))
         self._release = client.register_script(_RELEASE_IF_EMPTY)
         self._announce = client.register_script(_ANNOUNCE)
         self._stranded = client.register_script(_STRANDED)
@@ -163,7 +164,7 @@ class ThreadStore:
             int(time.time() * 1000),
         ]
         async with redis_errors():
-            return Accepted(int(await self._accept(keys=key_list, args=args)))
+            return Accepted(int(await self._accept(key_list, args)))
 
     async def announce(self, thread: str) -> bool:
         """Put a thread with waiting questions on the work queue, unless someone holds it;
