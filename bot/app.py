@@ -276,14 +276,32 @@ def _bolt_app(
         )
 
     secret = settings.slack_signing_secret
-    return AsyncApp(
-        # A token-less client: Bolt copies it per request and sets the token from authorize().
-        client=web_client(None, settings.slack_api_url, session=session),
-        authorize=authorize,
-        signing_secret=secret.get_secret_value() if secret else "",
-        request_verification_enabled=not settings.socket_mode,
-        raise_error_for_unhandled_request=False,
-    )
+    # Bolt reads SLACK_BOT_TOKEN from the environment and warns, at every start, that it is
+    # unused beside our client; that is by design here, so the warning is kept out of the log.
+    bolt_log = logging.getLogger("slack_bolt.AsyncApp")
+    quiet = _Without("`token` will be unused")
+    bolt_log.addFilter(quiet)
+    try:
+        return AsyncApp(
+            # A token-less client: Bolt copies it per request and sets the token from
+            # authorize().
+            client=web_client(None, settings.slack_api_url, session=session),
+            authorize=authorize,
+            signing_secret=secret.get_secret_value() if secret else "",
+            request_verification_enabled=not settings.socket_mode,
+            raise_error_for_unhandled_request=False,
+        )
+    finally:
+        bolt_log.removeFilter(quiet)
+
+
+class _Without(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._text not in record.getMessage()
 
 
 async def _check_store(store: ThreadStore) -> None:
