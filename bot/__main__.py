@@ -126,10 +126,11 @@ async def _serve(settings: Settings) -> int:
     workers.start()
     stop = _stop_on_signals()
     try:
+        shown = workers if count else None
         if settings.socket_mode:
-            await _socket_mode(runtime, stop)
+            await _socket_mode(runtime, stop, shown)
         else:
-            await _http_mode(runtime, stop)
+            await _http_mode(runtime, stop, shown)
     finally:
         # Heroku sends SIGKILL 30 s after SIGTERM: finish what runs, report what can't.
         grace = settings.copilot_shutdown_grace
@@ -162,8 +163,10 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _http_mode(runtime: Runtime, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(web_app(runtime), access_log=None)
+async def _http_mode(
+    runtime: Runtime, stop: asyncio.Event, workers: WorkerProcesses | None
+) -> None:
+    runner = web.AppRunner(web_app(runtime, workers=workers), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", runtime.settings.port).start()
     log.info("serving HTTP on port %d (POST /slack/events, GET /healthz)", runtime.settings.port)
@@ -173,7 +176,9 @@ async def _http_mode(runtime: Runtime, stop: asyncio.Event) -> None:
         await runner.cleanup()
 
 
-async def _socket_mode(runtime: Runtime, stop: asyncio.Event) -> None:
+async def _socket_mode(
+    runtime: Runtime, stop: asyncio.Event, workers: WorkerProcesses | None
+) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     app_token = runtime.settings.slack_app_token
@@ -184,7 +189,8 @@ async def _socket_mode(runtime: Runtime, stop: asyncio.Event) -> None:
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack in Socket Mode")
     # A Heroku web dyno must bind $PORT within 60 s, Socket Mode or not.
-    health = await _health_only(runtime) if "port" in runtime.settings.model_fields_set else None
+    serve_health = "port" in runtime.settings.model_fields_set
+    health = await _health_only(runtime, workers) if serve_health else None
     try:
         await stop.wait()
     finally:
@@ -194,8 +200,9 @@ async def _socket_mode(runtime: Runtime, stop: asyncio.Event) -> None:
             await health.cleanup()
 
 
-async def _health_only(runtime: Runtime) -> web.AppRunner:
-    runner = web.AppRunner(web_app(runtime, slack_events_route=False), access_log=None)
+async def _health_only(runtime: Runtime, workers: WorkerProcesses | None) -> web.AppRunner:
+    app = web_app(runtime, slack_events_route=False, workers=workers)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", runtime.settings.port).start()
     log.info("serving GET /healthz on port %d", runtime.settings.port)

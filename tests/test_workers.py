@@ -238,6 +238,13 @@ async def _wait_for_children(pid: int, count: int, but_not: set[int] | None = No
             await asyncio.sleep(0.1)
 
 
+async def _health(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{url}/healthz")
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def _ask(url: str, event: dict[str, Any]) -> None:
     body, headers = signed(event)
     async with httpx.AsyncClient() as http:
@@ -257,8 +264,11 @@ async def test_the_web_process_restarts_a_dead_worker_and_stops_its_workers(
     await _ask(bot.url, mention("q1", "76.1"))
     await wait_answer(slack, CHANNEL, "76.1", "before")
 
+    assert await _health(bot.url) == {"status": "ok", "redis": "ok", "workers": 1}
+
     os.kill(worker, signal.SIGKILL)
     await bot.wait_for_line("starting it again")
+    assert (await _health(bot.url))["workers"] == 0  # acknowledged, but none to answer
     [replacement] = await _wait_for_children(bot.proc.pid, 1, but_not={worker})
     await _ask(bot.url, mention("q2", "76.2"))
     await wait_answer(slack, CHANNEL, "76.2", "after")
