@@ -74,6 +74,10 @@ METHODS = """\
   startStream / appendStream / postMessage / update whose text is part of the model's
   answer, minus the first-token stamp. Answers that showed no text in the phase are left
   out (n says how many are in).
+- **Burst start → first visible text** (what people wait): the same first accepted call,
+  minus the bench's `time.monotonic()` just before it tells the sender to start the burst.
+  It includes the ack, queueing for a worker, the answer's start-up and the model's first
+  token (the fake model answers at once), so it can only be larger than the figure above.
 - **Exact.** The thread's message bodies as FakeSlack renders them, joined, equal the model
   text. **Slack calls per answer**: every Web API call the fake received in the phase
   (429-refused calls and SDK retries included, auth.test excluded) / answers asked.

@@ -31,6 +31,9 @@ class Outcome:
     exact: bool
     attempts: int  # answers started: setStatus calls or model requests, whichever is more
     first_visible_ms: float | None  # first model token written -> first text Slack accepted
+    # The burst's start (all its events sent at once) -> first text Slack accepted: what the
+    # person waits, acknowledgement, queueing, start-up and the model included.
+    since_burst_ms: float | None
     intervals: list[float]  # seconds between accepted text updates of this answer
 
 
@@ -68,7 +71,9 @@ def calls_by_thread(slack: FakeSlack) -> dict[str, list[SlackCall]]:
     return threads
 
 
-def outcomes(slack: FakeSlack, inference: TimedInference, asks: Sequence[Ask]) -> list[Outcome]:
+def outcomes(
+    slack: FakeSlack, inference: TimedInference, asks: Sequence[Ask], burst_at: float
+) -> list[Outcome]:
     threads = calls_by_thread(slack)
     results = []
     for ask in asks:
@@ -88,6 +93,7 @@ def outcomes(slack: FakeSlack, inference: TimedInference, asks: Sequence[Ask]) -
                 exact="".join(slack.thread_bodies(ask.channel, ask.thread_ts)) == answer,
                 attempts=max(len(streams), sum(1 for c in calls if c.method == STATUS_METHOD)),
                 first_visible_ms=first_ms,
+                since_burst_ms=(shown[0] - burst_at) * 1000 if shown else None,
                 intervals=[b - a for a, b in itertools.pairwise(shown)],
             )
         )

@@ -238,7 +238,7 @@ async def run_phase(
         log: Counter[str] = Counter()
         for bot in bots:
             log.update(bot.log_summary())
-        results = outcomes(slack, inference, asks)
+        results = outcomes(slack, inference, asks, burst_at=started)
         # A web process gone at the end took its tree's CPU figures with it: no figure then.
         cpu = _cpu(after) - _cpu(before) if all(after) else math.nan
         at_end = {p.key for tree in after for p in tree}
