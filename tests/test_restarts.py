@@ -91,11 +91,11 @@ async def test_sigterm_past_the_grace_marks_the_answer_interrupted_and_retry_wor
     ]
 
 
-async def test_a_crashed_process_is_noticed_by_the_next_one(
-    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
-) -> None:
-    inference.reply_stall(STALL, stall_seconds=30)
-    env = bot_env(
+def soon_dead_env(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path
+) -> dict[str, str]:
+    """A bot process whose death the others notice within a second or two."""
+    return bot_env(
         slack,
         inference,
         redis_url,
@@ -105,6 +105,13 @@ async def test_a_crashed_process_is_noticed_by_the_next_one(
         COPILOT_LOCK_TTL="1",
         COPILOT_IDLE_TIMEOUT="60",
     )
+
+
+async def test_a_crashed_process_is_noticed_by_the_next_one(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
+) -> None:
+    inference.reply_stall(STALL, stall_seconds=30)
+    env = soon_dead_env(slack, inference, redis_url, tmp_path)
     bot = await answering_stalled(start, env, slack, "doomed", "31.1")
     await bot.crash()
 

@@ -19,7 +19,7 @@ from tests.conftest import _free_port, serve, settings_for, working
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import bot_env, signed
 from tests.test_ask import CHANNEL, answer_in, channel_message, mention, wait_answer
-from tests.test_restarts import STALL, answering_stalled
+from tests.test_restarts import STALL, answering_stalled, soon_dead_env
 
 
 async def test_the_web_process_queues_and_a_worker_answers(
@@ -138,16 +138,7 @@ async def test_questions_behind_a_crashed_answer_go_to_a_worker(
     inference.reply_stall(STALL, stall_seconds=30)
     inference.reply_text("second answer")
     fast = {"copilot_heartbeat_interval": 0.2, "copilot_lock_ttl": 1}
-    env = bot_env(
-        slack,
-        inference,
-        redis_url,
-        _free_port(),
-        tmp_path,
-        COPILOT_HEARTBEAT_INTERVAL="0.2",
-        COPILOT_LOCK_TTL="1",
-        COPILOT_IDLE_TIMEOUT="60",
-    )
+    env = soon_dead_env(slack, inference, redis_url, tmp_path)
     bot = await answering_stalled(start, env, slack, "doomed", "77.1")
     await _ask(bot.url, channel_message("and this?", "77.2", thread_ts="77.1"))
     # This worker sweeps only at its start, while the crashed dyno is still alive, so the

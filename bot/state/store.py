@@ -133,10 +133,6 @@ class ThreadStore:
         async with redis_errors():
             await self._redis.ping()
 
-    async def is_active(self, thread: str) -> bool:
-        async with redis_errors():
-            return bool(await self._redis.exists(keys.active(thread)))
-
     async def accept(
         self,
         thread: str,
