@@ -19,24 +19,25 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.approvals import Approvers
 from bot.ask import AskService, AskSettings
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
-from bot.execution import Executor
+from bot.handlers import home, messages, runs
+from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
 from bot.proposals import Copilot
 from bot.recovery import Recovery
-from bot.runbooks import load_catalog
-from bot.runs import RunService
-from bot.slack import commands, listeners
+from bot.render.card_writer import CardWriter
+from bot.runbooks import Catalog, load_catalog
+from bot.runs.approvers import Approvers
+from bot.runs.execution import Executor
+from bot.runs.requests import Requests
+from bot.runs.service import RunService
 from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
-from bot.slack.card_writer import CardWriter
 from bot.slack.events import Identity
-from bot.slack.intake import Intake
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.requests import RequestStore
@@ -66,6 +67,7 @@ class Runtime:
     intake: Intake
     queue: WorkQueue
     tasks: Background
+    requests: Requests
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background(self, *, sweeps: bool = True) -> None:
@@ -177,18 +179,8 @@ async def build_runtime(
     work = WorkRegistry(client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval)
     inflight = InFlight()
     tasks = Background(inflight)
-    executor = Executor(
-        RequestStore(client), _agents(settings, http), slack, CardWriter(slack), work, budget
-    )
-    runs = RunService(
-        catalog,
-        RequestStore(client),
-        Approvers(slack, client),
-        executor,
-        CardWriter(slack),
-        settings.inference_model_id,
-        tasks,
-    )
+    requests = Requests(RequestStore(client))
+    run_service = _runs(settings, catalog, requests, slack, client, http, work, budget, tasks)
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
     ask = AskService(
         store,
@@ -196,33 +188,34 @@ async def build_runtime(
         replier,
         _ask_settings(settings),
         tasks,
-        Copilot(catalog, runs.propose_for),
+        Copilot(catalog, run_service.propose),
         work,
         announce=announce,
     )
     secret = _secret(settings.slack_signing_secret)
     intake = Intake(ask, slack, identity, inflight, tasks, None if settings.socket_mode else secret)
     bolt = _bolt_app(settings, identity, token, session)
-    listeners.register(bolt, ask, intake, inflight)
-    commands.register(bolt, runs, inflight)
-    recovery = Recovery(work, slack, ask, runs, tasks)
+    messages.register(bolt, ask, intake, inflight)
+    runs.register(bolt, run_service, inflight)
+    home.register(bolt, run_service, inflight)
     runtime = Runtime(
-        settings,
-        identity,
-        bolt,
-        slack,
-        client,
-        http,
-        store,
-        ask,
-        runs,
-        inflight,
-        work,
-        recovery,
-        session,
-        intake,
-        WorkQueue(client, consumer=work.process),
-        tasks,
+        settings=settings,
+        identity=identity,
+        bolt=bolt,
+        slack=slack,
+        redis=client,
+        http=http,
+        store=store,
+        ask=ask,
+        runs=run_service,
+        inflight=inflight,
+        work=work,
+        recovery=Recovery(work, slack, ask, run_service, tasks),
+        session=session,
+        intake=intake,
+        queue=WorkQueue(client, consumer=work.process),
+        tasks=tasks,
+        requests=requests,
     )
     runtime.start_background(sweeps=sweeps)
     return runtime
@@ -230,6 +223,37 @@ async def build_runtime(
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def _runs(
+    settings: Settings,
+    catalog: Catalog,
+    requests: Requests,
+    slack: AsyncWebClient,
+    client: redis.Redis,
+    http: httpx.AsyncClient,
+    work: WorkRegistry,
+    budget: SlackBudget,
+    tasks: Background,
+) -> RunService:
+    board = CardWriter(slack)
+    executor = Executor(
+        requests=requests,
+        agents=_agents(settings, http),
+        slack=slack,
+        board=board,
+        work=work,
+        budget=budget,
+    )
+    return RunService(
+        catalog=catalog,
+        requests=requests,
+        approvers=Approvers(slack, client),
+        executor=executor,
+        board=board,
+        model=settings.inference_model_id,
+        background=tasks,
+    )
 
 
 def _agents(settings: Settings, http: httpx.AsyncClient) -> AgentsClient:

@@ -62,9 +62,3 @@ def _boundary(text: str, hard: int) -> int:
         if at > 0:
             return at + len(sep)
     return hard
-
-
-def preview(text: str, limit: int = 280) -> str:
-    """A short plain line for notifications and the ``text`` field next to blocks."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

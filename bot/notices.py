@@ -17,6 +17,7 @@ from bot.errors import (
     SlackError,
     StateError,
 )
+from bot.text import clip
 
 LENGTH_LIMIT = "_(The answer stopped at the model's length limit; ask me to continue.)_"
 EMPTY_QUESTION = (
@@ -74,6 +75,5 @@ def _status(status: int | None) -> str:
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    text = clip(str(exc), limit)
     return text if text.endswith((".", "…")) else text + "."

@@ -16,8 +16,9 @@ from typing import Any
 from bot.errors import BotError, RequestRefused
 from bot.inference import ToolCallDelta
 from bot.notices import describe
-from bot.run_command import Invocation, validate
 from bot.runbooks import Catalog, Param, Runbook
+from bot.runs import Requester
+from bot.runs.invocation import Invocation, validate
 
 # Posts the card for a valid proposal and returns a short line for the answer.
 Propose = Callable[[Invocation], Awaitable[str]]
@@ -142,7 +143,8 @@ class Copilot:
     async def act_on(self, calls: ToolCalls, asker: Asker) -> list[str]:
         async def propose(invocation: Invocation) -> str:
             try:
-                await self._propose_card(asker, invocation)
+                requester = Requester(user=asker.user, team=asker.team, channel=asker.channel)
+                await self._propose_card(requester, invocation, asker.thread_ts)
             except RequestRefused as exc:
                 return f":warning: Cannot propose `{invocation.runbook}`: {exc}"
             except BotError as exc:
@@ -167,4 +169,5 @@ class Asker:
     thread_ts: str
 
 
-ProposeCard = Callable[[Asker, Invocation], Awaitable[object]]
+# Posts the card of a proposal (requester, what, thread) or raises RequestRefused.
+ProposeCard = Callable[[Requester, Invocation, str], Awaitable[object]]

@@ -17,8 +17,8 @@ from bot.ask import AskService
 from bot.background import Background
 from bot.conversation import Question
 from bot.errors import BotError, SlackError
-from bot.runs import RunService
-from bot.slack import blocks
+from bot.render import buttons
+from bot.runs.service import RunService
 from bot.slack.calls import slack_errors
 from bot.state.work import WorkRegistry
 
@@ -81,7 +81,7 @@ class Recovery:
                     channel=question.channel,
                     thread_ts=question.thread_ts,
                     text=INTERRUPTED_ANSWER,
-                    blocks=blocks.interrupted(INTERRUPTED_ANSWER, retry_id),
+                    blocks=buttons.interrupted(INTERRUPTED_ANSWER, retry_id),
                 )
         except SlackError as exc:
             log.error("could not report an interrupted answer: %s", exc.code)

@@ -1,6 +1,6 @@
 """The HTTP face of the bot: ``POST /slack/events`` and ``GET /healthz`` on aiohttp.
 
-Message events, which come in bursts, take the fast path in ``bot.slack.intake``; Bolt
+Message events, which come in bursts, take the fast path in ``bot.handlers.intake``; Bolt
 verifies every other request's signature and timestamp (401 otherwise), acknowledges at
 once and runs listeners after the response.
 """

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from bot.runs import RunRecord, RunState
+from bot.runs.requests import Requests
 from bot.state import keys
-from bot.state.requests import RequestStore, RunRecord
+from bot.state.requests import RequestStore
 from tests.conftest import BotUnderTest, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.test_runbooks import SAMPLE
@@ -118,11 +120,12 @@ async def test_the_messages_tab_publishes_nothing(act: BotUnderTest, slack: Fake
     assert BOB not in slack.home_views
 
 
-def record(n: int, state: str = "succeeded") -> RunRecord:
+def record(n: int, state: RunState = RunState.SUCCEEDED) -> RunRecord:
     now = time.time()
     return RunRecord(
         id=f"r{n:04d}",
         runbook="logs",
+        description="",
         requester=ALICE,
         team="T0TEAM",
         channel="C0OPS",
@@ -133,16 +136,16 @@ def record(n: int, state: str = "succeeded") -> RunRecord:
         approvers=[BOB],
         allow_self_approval=False,
         needs_approval=False,
+        proposed=False,
         created_at=now + n,  # distinct, increasing creation times
         expires_at=now + 600,
         state=state,
-        fields={},
     )
 
 
 async def test_the_index_keeps_the_newest_requests_and_expires(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = RequestStore(client)
+    store = Requests(RequestStore(client))
     for n in range(keys.RECENT_REQUESTS_MAX + 5):
         await store.create(record(n))
     await client.delete(keys.request("r0204"))  # a request whose hash expired
@@ -157,9 +160,9 @@ async def test_the_index_keeps_the_newest_requests_and_expires(redis_url: str) -
 
 
 def test_view_stays_within_slack_limits() -> None:
-    from bot.slack import home
+    from bot.render import home
 
-    many = [replace(record(n, "failed"), values={"app": "x" * 400}) for n in range(50)]
+    many = [replace(record(n, RunState.FAILED), values={"app": "x" * 400}) for n in range(50)]
     view: dict[str, Any] = home.view(home.Overview(latest=many, to_decide=many, asked=many))
     sections = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section"]
     assert len(view["blocks"]) <= 100

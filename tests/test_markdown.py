@@ -1,4 +1,5 @@
-from bot.markdown import byte_len, fit, open_fence, preview
+from bot.markdown import byte_len, fit, open_fence
+from bot.text import clip
 
 
 def test_fits_whole_when_room() -> None:
@@ -38,6 +39,6 @@ def test_open_fence_tracks_pairs() -> None:
     assert open_fence("a\n```py\nx = 1\n```\n") is None
 
 
-def test_preview_is_short_and_flat() -> None:
-    assert preview("a\n\nb") == "a b"
-    assert len(preview("x" * 1000, 50)) == 50
+def test_clip_is_short_and_flat() -> None:
+    assert clip("a\n\nb") == "a b"
+    assert len(clip("x" * 1000, 50)) == 50

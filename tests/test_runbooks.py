@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, RequestRefused
-from bot.run_command import parse
 from bot.runbooks import Catalog, agent_body, load_catalog
+from bot.runs.invocation import parse
 
 SAMPLE = """
 [policy]

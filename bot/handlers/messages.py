@@ -1,4 +1,4 @@
-"""Bolt listeners: parse what Slack sent, hand it to a service, report failures.
+"""Bolt listeners for Ask: message events (Socket Mode) and the Retry button.
 
 Bolt acknowledges events before these run, so slow work here never makes Slack retry.
 """
@@ -15,10 +15,10 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot import notices
 from bot.ask import AskService
 from bot.errors import BotError
+from bot.handlers.intake import Intake
 from bot.inflight import InFlight
-from bot.slack import blocks
+from bot.render import buttons
 from bot.slack.calls import ephemeral
-from bot.slack.intake import Intake
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def register(app: AsyncApp, ask: AskService, intake: Intake, inflight: InFlight)
             if not retried:
                 await ephemeral(respond)("That question was already retried (or is too old).")
 
-    # Over HTTP, message events take the fast path in bot.slack.intake before Bolt sees them;
+    # Over HTTP, message events take the fast path in bot.handlers.intake before Bolt sees them;
     # these listeners serve Socket Mode, and any delivery the fast path leaves to Bolt.
     app.event("app_mention")(on_message_event)
     app.event("message")(on_message_event)
-    app.action(blocks.RETRY)(on_retry)
+    app.action(buttons.RETRY)(on_retry)

@@ -1,7 +1,8 @@
-"""Bolt listeners for Act: the ``/run`` command, the card's buttons, and the App Home tab.
+"""Bolt listeners for Act: the ``/run`` command and the run card's buttons.
 
 Each acknowledges first (Slack allows 3 seconds), then works; refusals go back to the
-person who typed or clicked as an ephemeral message, never to the channel.
+person who typed or clicked as an ephemeral message, never to the channel. Block Kit action
+ids become ``Decision``s here: the run services never see them.
 """
 
 from __future__ import annotations
@@ -12,19 +13,26 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 from bot.errors import BotError, RequestRefused
 from bot.inflight import InFlight
 from bot.notices import describe
-from bot.run_command import is_help
+from bot.render import buttons
 from bot.runbooks import Catalog
-from bot.runs import Requester, RunService
-from bot.slack import cards, home
-from bot.slack.calls import ephemeral
+from bot.runs import Decision, Requester
+from bot.runs.invocation import is_help
+from bot.runs.service import RunService
+from bot.slack.calls import Tell, ephemeral
 
 log = logging.getLogger(__name__)
+
+DECISIONS = {
+    buttons.APPROVE: Decision.APPROVE,
+    buttons.DENY: Decision.DENY,
+    buttons.WITHDRAW: Decision.WITHDRAW,
+    buttons.RUN_NOW: Decision.RUN,
+}
 
 
 def register(app: AsyncApp, runs: RunService, inflight: InFlight) -> None:
@@ -33,43 +41,38 @@ def register(app: AsyncApp, runs: RunService, inflight: InFlight) -> None:
         where = {"team": body.get("team_id"), "channel": body.get("channel_id")}
         with logs.trace(user=body.get("user_id"), **where):
             async with inflight.hold():
-                await _run_command(runs, body, ephemeral(respond))
+                await run_command(runs, body, ephemeral(respond))
 
-    async def on_decision(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
         user = str((body.get("user") or {}).get("id", ""))
-        tell = ephemeral(respond)
         request_id = str(action.get("value", ""))
         with logs.trace(request_id, run_id=request_id, user=user):
             async with inflight.hold():
-                try:
-                    if action.get("action_id") == cards.CANCEL:
-                        await runs.cancel(request_id, user, tell)
-                    else:
-                        await runs.decide(request_id, user, action["action_id"], tell)
-                except BotError as exc:
-                    log.error("decision failed: %s", exc)
-                    await tell(describe(exc))
-
-    async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
-        if event.get("tab") != "home":
-            return  # the Messages tab is the DM with the bot: nothing to draw
-        user = str(event.get("user", ""))
-        with logs.trace(user=user):
-            async with inflight.hold():
-                try:
-                    await home.publish(client, user, await runs.overview(user))
-                except BotError as exc:
-                    log.error("could not publish App Home: %s", exc)
+                await click(runs, str(action.get("action_id", "")), request_id, user,
+                            ephemeral(respond))  # fmt: skip
 
     app.command("/run")(on_run)
-    for action_id in (cards.APPROVE, cards.DENY, cards.WITHDRAW, cards.RUN_NOW, cards.CANCEL):
-        app.action(action_id)(on_decision)
-    app.event("app_home_opened")(on_home_opened)
+    for action_id in (*DECISIONS, buttons.CANCEL):
+        app.action(action_id)(on_button)
 
 
-async def _run_command(runs: RunService, body: dict[str, Any], tell: Any) -> None:
+async def click(runs: RunService, action_id: str, request_id: str, user: str, tell: Tell) -> None:
+    """One click on a run card's button; what it refused is told to the clicker."""
+    try:
+        if action_id == buttons.CANCEL:
+            await runs.cancel(request_id, user)
+        else:
+            await runs.decide(request_id, user, DECISIONS[action_id])
+    except RequestRefused as exc:
+        await tell(str(exc))
+    except BotError as exc:
+        log.error("decision failed: %s", exc)
+        await tell(describe(exc))
+
+
+async def run_command(runs: RunService, body: dict[str, Any], tell: Tell) -> None:
     text = str(body.get("text") or "")
     if is_help(text):
         await tell(help_text(runs.catalog))

@@ -1,4 +1,5 @@
-"""Posting a run request's card and keeping it in step with the request's state."""
+"""The run board in Slack: posting a run request's card and keeping it in step with the
+request's state (``bot.runs.board.Board``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import logging
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
-from bot.slack import cards
+from bot.render import cards
+from bot.runs import RunRecord
 from bot.slack.calls import slack_errors
-from bot.state.requests import RunRecord
 
 log = logging.getLogger(__name__)
 

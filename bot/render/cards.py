@@ -8,29 +8,24 @@ Button values carry only the request id; the request itself stays in Redis.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from bot.markdown import preview
+from bot.render.buttons import APPROVE, CANCEL, DENY, RUN_NOW, WITHDRAW, button
+from bot.runs import RunRecord, RunState
 from bot.slack.blocks import Block, context
-from bot.state.requests import RunRecord
-
-APPROVE = "copilot_approve"
-DENY = "copilot_deny"
-WITHDRAW = "copilot_withdraw"
-CANCEL = "copilot_cancel"
-RUN_NOW = "copilot_run"
+from bot.text import clip, duration, when
 
 _STATE_LINES = {
-    "pending": ":hourglass_flowing_sand: Waiting for approval",
-    "approved": ":white_check_mark: Approved by {by} at {at}",
-    "denied": ":no_entry: Denied by {by} at {at}",
-    "withdrawn": ":leftwards_arrow_with_hook: Withdrawn by {by} at {at}",
-    "expired": ":alarm_clock: Expired at {at} without a decision",
-    "running": ":gear: Running (started {at})",
-    "succeeded": ":large_green_circle: Succeeded in {duration}",
-    "failed": ":red_circle: Failed after {duration}",
-    "cancelled": ":black_square_for_stop: Cancelled by {by} after {duration}",
+    RunState.PENDING: ":hourglass_flowing_sand: Waiting for approval",
+    RunState.APPROVED: ":white_check_mark: Approved by {by} at {at}",
+    RunState.DENIED: ":no_entry: Denied by {by} at {at}",
+    RunState.WITHDRAWN: ":leftwards_arrow_with_hook: Withdrawn by {by} at {at}",
+    RunState.EXPIRED: ":alarm_clock: Expired at {at} without a decision",
+    RunState.RUNNING: ":gear: Running (started {at})",
+    RunState.SUCCEEDED: ":large_green_circle: Succeeded in {duration}",
+    RunState.FAILED: ":red_circle: Failed after {duration}",
+    RunState.CANCELLED: ":black_square_for_stop: Cancelled by {by} after {duration}",
+    RunState.INTERRUPTED: ":red_circle: Failed after {duration} · interrupted by a restart",
 }
 
 
@@ -45,10 +40,9 @@ def card(record: RunRecord, *, note: str | None = None) -> tuple[list[Block], st
 
 
 def _summary(record: RunRecord) -> Block:
-    description = record.fields.get("description", "")
     text = f"*<@{record.requester}>* requests runbook *{record.runbook}*"
-    if description:
-        text += f": {description}"
+    if record.description:
+        text += f": {record.description}"
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -59,8 +53,8 @@ def _details(record: RunRecord) -> Block:
         {"type": "mrkdwn", "text": f"*Parameters*\n{params}"},
         {"type": "mrkdwn", "text": "*Target app*\n" + (", ".join(targets) or "_none_")},
     ]
-    if record.needs_approval and record.state == "pending":
-        fields.append({"type": "mrkdwn", "text": f"*Expires*\n{_when(record.expires_at)}"})
+    if record.needs_approval and record.state.waiting:
+        fields.append({"type": "mrkdwn", "text": f"*Expires*\n{when(record.expires_at)}"})
     return {"type": "section", "fields": fields}
 
 
@@ -78,7 +72,7 @@ def _tool_line(tool: dict[str, Any]) -> str:
     detail = (params.get("tool_params") or {}).get("cmd") or params.get("tool_params") or ""
     shown = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
     line = f"• `{tool.get('type')}` *{tool.get('name')}*"
-    return line + (f": `{preview(shown, 200)}`" if shown else "")
+    return line + (f": `{clip(shown, 200)}`" if shown else "")
 
 
 def _targets(body: dict[str, Any]) -> set[str]:
@@ -92,64 +86,37 @@ def _targets(body: dict[str, Any]) -> set[str]:
 
 def _status(record: RunRecord) -> str:
     line = _state_line(record)
-    approver = record.by("approved")
-    if record.needs_approval and approver and record.state in _AFTER_APPROVAL:
-        line += f" · approved by <@{approver}>"
+    if record.state.ran and record.approved_by:
+        line += f" · approved by <@{record.approved_by}>"
     return line
 
 
-_AFTER_APPROVAL = {"running", "succeeded", "failed", "cancelled"}
-
-
 def _state_line(record: RunRecord) -> str:
-    state = record.state
-    template = _STATE_LINES.get(state, state)
-    by = record.by(state) or record.by("approved") or ""
-    started = record.at("running") or record.at("approved") or record.created_at
-    ended = record.at(state) or started
-    return template.format(
+    by = record.ended_by if record.state is RunState.CANCELLED else record.decided_by
+    return _STATE_LINES[record.state].format(
         by=f"<@{by}>" if by else "someone",
-        at=_when(record.at(state) or record.created_at),
-        duration=_duration(ended - started),
+        at=when(_moment(record)),
+        duration=duration(record.duration or 0.0),
     )
+
+
+def _moment(record: RunRecord) -> float:
+    """When the record reached its current state."""
+    if record.state is RunState.RUNNING:
+        return record.started_at or record.created_at
+    return record.ended_at or record.decided_at or record.created_at
 
 
 def _buttons(record: RunRecord) -> list[Block]:
     rid = record.id
-    if record.state == "pending" and record.needs_approval:
+    if record.state.waiting and record.needs_approval:
         return [
-            _button("Approve", APPROVE, rid, "primary"),
-            _button("Deny", DENY, rid, "danger"),
-            _button("Withdraw", WITHDRAW, rid, None),
+            button("Approve", APPROVE, rid, "primary"),
+            button("Deny", DENY, rid, "danger"),
+            button("Withdraw", WITHDRAW, rid),
         ]
-    if record.state == "pending":
-        return [_button("Run", RUN_NOW, rid, "primary"), _button("Withdraw", WITHDRAW, rid, None)]
-    if record.state == "running":
-        return [_button("Cancel", CANCEL, rid, "danger")]
+    if record.state.waiting:
+        return [button("Run", RUN_NOW, rid, "primary"), button("Withdraw", WITHDRAW, rid)]
+    if record.state is RunState.RUNNING:
+        return [button("Cancel", CANCEL, rid, "danger")]
     return []
-
-
-def _button(label: str, action_id: str, value: str, style: str | None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": label},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
-
-
-def _when(epoch: float) -> str:
-    stamp = int(epoch)
-    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
-    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{fallback}>"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes} min {rest} s"

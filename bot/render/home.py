@@ -8,39 +8,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.markdown import preview
+from bot.runs import Overview, RunRecord, RunState
 from bot.slack.blocks import Block, context
 from bot.slack.calls import slack_errors
-from bot.state.requests import RunRecord
+from bot.text import clip, duration, when
 
-LATEST = 10
 # Lines shown per list, each cut to a length that keeps a section under Slack's 3,000 chars.
 SHOWN = 10
 _LINE_CHARS = 290
 
 _STATE_ICONS = {
-    "pending": ":hourglass_flowing_sand:",
-    "approved": ":white_check_mark:",
-    "running": ":gear:",
-    "succeeded": ":large_green_circle:",
-    "failed": ":red_circle:",
-    "cancelled": ":black_square_for_stop:",
-    "denied": ":no_entry:",
-    "withdrawn": ":leftwards_arrow_with_hook:",
-    "expired": ":alarm_clock:",
+    RunState.PENDING: ":hourglass_flowing_sand:",
+    RunState.APPROVED: ":white_check_mark:",
+    RunState.RUNNING: ":gear:",
+    RunState.SUCCEEDED: ":large_green_circle:",
+    RunState.FAILED: ":red_circle:",
+    RunState.CANCELLED: ":black_square_for_stop:",
+    RunState.INTERRUPTED: ":red_circle:",
+    RunState.DENIED: ":no_entry:",
+    RunState.WITHDRAWN: ":leftwards_arrow_with_hook:",
+    RunState.EXPIRED: ":alarm_clock:",
 }
-
-
-@dataclass(frozen=True)
-class Overview:
-    to_decide: list[RunRecord] = field(default_factory=list)  # pending, this person may approve
-    asked: list[RunRecord] = field(default_factory=list)  # pending, this person requested
-    latest: list[RunRecord] = field(default_factory=list)  # decided or run, newest first
 
 
 def view(overview: Overview) -> dict[str, Any]:
@@ -48,7 +40,7 @@ def view(overview: Overview) -> dict[str, Any]:
     blocks += _section("Waiting for your approval", overview.to_decide, _pending_line)
     blocks += _section("Your requests waiting for approval", overview.asked, _pending_line)
     blocks += _section("Latest runs", overview.latest, _outcome_line)
-    blocks.append(context(f"Updated {_when(time.time())}"))
+    blocks.append(context(f"Updated {when(time.time())}"))
     return {"type": "home", "blocks": blocks}
 
 
@@ -63,7 +55,7 @@ def _header(text: str) -> Block:
 
 def _section(title: str, records: list[RunRecord], line: Callable[[RunRecord], str]) -> list[Block]:
     # One section per list keeps the tab far below Slack's 100-block limit.
-    lines = [preview(line(r), _LINE_CHARS) for r in records[:SHOWN]] or ["_Nothing here._"]
+    lines = [clip(line(r), _LINE_CHARS) for r in records[:SHOWN]] or ["_Nothing here._"]
     if len(records) > SHOWN:
         lines.append(f"…and {len(records) - SHOWN} more")
     text = f"*{title}*\n" + "\n".join(lines)
@@ -72,35 +64,20 @@ def _section(title: str, records: list[RunRecord], line: Callable[[RunRecord], s
 
 def _pending_line(record: RunRecord) -> str:
     return (
-        f"{_STATE_ICONS['pending']} *{record.runbook}* {_params(record)} "
-        f"· <@{record.requester}> in <#{record.channel}> · expires {_when(record.expires_at)}"
+        f"{_STATE_ICONS[RunState.PENDING]} *{record.runbook}* {_params(record)} "
+        f"· <@{record.requester}> in <#{record.channel}> · expires {when(record.expires_at)}"
     )
 
 
 def _outcome_line(record: RunRecord) -> str:
-    icon = _STATE_ICONS.get(record.state, ":grey_question:")
-    duration = _duration(record)
-    took = f" in {duration}" if duration else ""
+    icon = _STATE_ICONS[record.state]
+    took = f" in {duration(record.duration)}" if record.duration is not None else ""
     return (
         f"{icon} *{record.runbook}* {_params(record)} · {record.state}{took} "
-        f"· <@{record.requester}> in <#{record.channel}> · {_when(record.created_at)}"
+        f"· <@{record.requester}> in <#{record.channel}> · {when(record.created_at)}"
     )
 
 
 def _params(record: RunRecord) -> str:
     shown = " ".join(f"{k}={v}" for k, v in record.values.items() if v)
-    return f"`{preview(shown, 80)}`" if shown else ""
-
-
-def _duration(record: RunRecord) -> str:
-    started, ended = record.at("running"), record.at(record.state)
-    if started is None or ended is None or record.state == "running":
-        return ""
-    seconds = max(0, round(ended - started))
-    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
-
-
-def _when(at: float) -> str:
-    """Slack shows the date in each reader's own time zone; the fallback is UTC."""
-    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
-    return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{fallback}>"
+    return f"`{clip(shown, 80)}`" if shown else ""

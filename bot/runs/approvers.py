@@ -1,4 +1,4 @@
-"""Who may decide a run request: approvers by user id or user group, and the requester.
+"""Who counts as an approver: listed by user id, or a member of a listed user group.
 
 User-group members are read with ``usergroups.users.list`` and cached briefly in Redis, so
 a burst of clicks costs one Slack call and a change of group membership applies within
@@ -16,7 +16,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import SlackError
 from bot.slack.calls import slack_errors
 from bot.state import keys
-from bot.state.requests import RunRecord
 from bot.state.store import redis_errors
 
 log = logging.getLogger(__name__)
@@ -27,15 +26,8 @@ class Approvers:
         self._slack = slack
         self._redis = client
 
-    async def refusal(self, user: str, record: RunRecord) -> str | None:
-        """Why ``user`` may not approve or deny ``record``, or None when they may."""
-        if user == record.requester and not record.allow_self_approval:
-            return "You can't approve or deny your own request; another approver has to."
-        if await self.is_listed(user, record.approvers):
-            return None
-        return "You're not an approver for this runbook, so this click changed nothing."
-
-    async def is_listed(self, user: str, approvers: list[str]) -> bool:
+    async def includes(self, user: str, approvers: list[str]) -> bool:
+        """Is ``user`` one of ``approvers``, by id or through a user group?"""
         if user in approvers:
             return True
         for group in (a for a in approvers if a.startswith("S")):

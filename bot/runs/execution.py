@@ -20,33 +20,37 @@ from bot.background import stop_requested
 from bot.errors import BotError, InferenceError, StateError
 from bot.inference import AgentError, AgentMessage, AgentsClient, AgentToolResult, AgentUnknown
 from bot.notices import describe
+from bot.runs.board import Board
+from bot.runs.record import RunRecord
+from bot.runs.requests import Requests
+from bot.runs.states import Moved, RunState
 from bot.slack.budget import SlackBudget
-from bot.slack.card_writer import CardWriter
 from bot.slack.progress import RunProgress
 from bot.slack.task_stream import Recipient, TaskStream
-from bot.state.requests import RequestStore, RunRecord
 from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0
-Outcome = tuple[str, str | None]
+# How a run ended, and a short note for its card.
+Outcome = tuple[RunState, str | None]
 
 
 class Executor:
     def __init__(
         self,
-        requests: RequestStore,
+        *,
+        requests: Requests,
         agents: AgentsClient,
         slack: AsyncWebClient,
-        cards: CardWriter,
-        work: WorkRegistry | None = None,
-        budget: SlackBudget | None = None,
+        board: Board,
+        work: WorkRegistry,
+        budget: SlackBudget,
     ) -> None:
         self._requests = requests
         self._agents = agents
         self._slack = slack
-        self._cards = cards
+        self._board = board
         self._work = work
         self._budget = budget
 
@@ -61,7 +65,7 @@ class Executor:
             thread=record.run_thread,
             user=record.requester,
         ):
-            if await self._requests.move(record.id, "approved", "running", by) != "ok":
+            if not isinstance(await self._requests.move(record.id, RunState.RUNNING, by), Moved):
                 return
             started = time.monotonic()
             progress = self._progress(record)
@@ -72,7 +76,7 @@ class Executor:
             except Exception as exc:  # a run must end visibly, whatever broke on our side
                 log.exception("agent run %s stopped", record.id)
                 await progress.note(describe(exc))
-                outcome, note = "failed", "stopped by an error in the bot"
+                outcome, note = RunState.FAILED, "stopped by an error in the bot"
             await self._finish(record, by, outcome, note, time.monotonic() - started, progress)
 
     def _progress(self, record: RunRecord) -> RunProgress:
@@ -83,50 +87,45 @@ class Executor:
         return RunProgress(self._slack, record.channel, record.run_thread, stream)
 
     async def _run(self, record: RunRecord, by: str, progress: RunProgress) -> Outcome:
-        if self._work is not None:
-            await self._work.start(f"run:{record.id}", {"kind": "run", "id": record.id})
+        await self._work.start(f"run:{record.id}", {"kind": "run", "id": record.id})
         await self._requests.audit("run_started", id=record.id, user=by, runbook=record.runbook)
-        await self._cards.update(await self._requests.get(record.id) or record)
+        await self._board.update(await self._requests.get(record.id) or record)
         return await self._watch(record, progress)
 
     async def _settle(
-        self, record: RunRecord, by: str, outcome: str, progress: RunProgress
+        self, record: RunRecord, by: str, outcome: RunState, progress: RunProgress
     ) -> None:
         """Record the outcome. If another process took this one for dead meanwhile (it
-        missed heartbeats but lived), its "interrupted" verdict gives way to the real one."""
-        if await self._requests.move(record.id, "running", outcome, by) != "failed":
-            return
-        current = await self._requests.get(record.id)
-        if current is None or current.by("failed") != "restart" or outcome == "failed":
-            return
-        if await self._requests.move(record.id, "failed", outcome, by) == "ok":
+        missed heartbeats but lived), the real outcome replaces its "interrupted"."""
+        result = await self._requests.move(record.id, outcome, by)
+        if isinstance(result, Moved) and result.previous is RunState.INTERRUPTED:
             await progress.note(f"The run {outcome} after all: ignore the restart notice above.")
 
     async def _finish(
         self,
         record: RunRecord,
         by: str,
-        outcome: str,
+        outcome: RunState,
         note: str | None,
         seconds: float,
         progress: RunProgress,
     ) -> None:
         with contextlib.suppress(BotError):
-            if outcome != "cancelled":
+            if outcome is not RunState.CANCELLED:  # a Cancel click made that move already
                 await self._settle(record, by, outcome, progress)
-            await self._requests.audit("run_ended", id=record.id, outcome=outcome)
+            await self._requests.audit("run_ended", id=record.id, outcome=outcome.value)
         _log_run(outcome, by, seconds)
         await progress.close()  # the thread is complete before the card says the run ended
         with contextlib.suppress(BotError):
             final = await self._requests.get(record.id)
-            await self._cards.update(final or record, note=note)
-        if self._work is not None:
-            with contextlib.suppress(BotError):
-                await self._work.finish(f"run:{record.id}")
+            await self._board.update(final or record, note=note)
+        with contextlib.suppress(BotError):
+            await self._work.finish(f"run:{record.id}")
 
     async def interrupted(self, request_id: str) -> None:
         """The process watching this run stopped: say so, and never start it again."""
-        if await self._requests.move(request_id, "running", "failed", "restart") != "ok":
+        moved = await self._requests.move(request_id, RunState.INTERRUPTED, "restart")
+        if not isinstance(moved, Moved):
             return
         await self._requests.audit("run_interrupted", id=request_id)
         record = await self._requests.get(request_id)
@@ -134,7 +133,7 @@ class Executor:
             return
         # The card first: if the run's own process was alive after all and settles it, its
         # later update is the one that stays.
-        await self._cards.update(record, note="interrupted by a restart")
+        await self._board.update(record)
         progress = RunProgress(self._slack, record.channel, record.run_thread)
         await progress.note(
             ":warning: The bot restarted while watching this run, so its outcome is unknown. "
@@ -156,7 +155,7 @@ class Executor:
             ":black_square_for_stop: Cancelled: I stopped watching this run. A tool call "
             "already under way on Heroku may still finish."
         )
-        return "cancelled", None
+        return RunState.CANCELLED, None
 
     async def _stream(self, record: RunRecord, progress: RunProgress) -> Outcome:
         failed = None
@@ -167,8 +166,8 @@ class Executor:
         except InferenceError as exc:
             log.warning("agent run %s failed: %r", record.id, exc)
             await progress.note(describe(exc, during_run=True))
-            return "failed", "the run broke off"
-        return ("failed", failed) if failed else ("succeeded", None)
+            return RunState.FAILED, "the run broke off"
+        return (RunState.FAILED, failed) if failed else (RunState.SUCCEEDED, None)
 
     async def _wait_cancelled(self, request_id: str) -> None:
         """Returns only when someone really cancelled: a Redis blip is not a Cancel click."""
@@ -179,7 +178,7 @@ class Executor:
             except StateError as exc:
                 log.warning("cannot check for a cancel right now: %s", exc)
                 continue
-            if record is not None and record.state == "cancelled":
+            if record is not None and record.state is RunState.CANCELLED:
                 return
         raise asyncio.CancelledError  # told to stop: that is not a Cancel click
 
@@ -208,10 +207,10 @@ async def _show(event: object, progress: RunProgress) -> str | None:
     return None
 
 
-def _log_run(outcome: str, by: str, seconds: float) -> None:
+def _log_run(outcome: RunState, by: str, seconds: float) -> None:
     """The one summary line per agent run; tokens and 429s were counted as they came."""
     fields: dict[str, object] = {logs.SLACK_429: 0, **logs.totals()}
     log.info(
         "run finished",
-        extra={"outcome": outcome, "started_by": by, "seconds": round(seconds, 3), **fields},
+        extra={"outcome": outcome.value, "started_by": by, "seconds": round(seconds, 3), **fields},
     )

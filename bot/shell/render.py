@@ -11,17 +11,17 @@ import re
 import sys
 from typing import Any, TextIO
 
-from bot.slack import cards
+from bot.render import buttons
 
 Json = dict[str, Any]
 
 # The shell command that clicks each card button (``/run`` is taken by the slash command).
 BUTTON_COMMANDS = {
-    cards.APPROVE: "/approve",
-    cards.DENY: "/deny",
-    cards.WITHDRAW: "/withdraw",
-    cards.RUN_NOW: "/start",
-    cards.CANCEL: "/cancel",
+    buttons.APPROVE: "/approve",
+    buttons.DENY: "/deny",
+    buttons.WITHDRAW: "/withdraw",
+    buttons.RUN_NOW: "/start",
+    buttons.CANCEL: "/cancel",
 }
 
 _MARKUP = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>")

@@ -22,11 +22,9 @@ from bot.errors import BotError
 from bot.shell import payloads
 from bot.shell.console import Card, ConsoleSlack
 from bot.shell.render import BUTTON_COMMANDS, Screen
-from bot.state.requests import RequestStore
 
 QUIET_SECONDS = 0.3
 POLL_SECONDS = 0.05
-_UNDERWAY = {"approved", "running"}
 _CLICKS = {command: action for action, command in BUTTON_COMMANDS.items()}
 
 HELP = [
@@ -78,7 +76,7 @@ class Shell:
         self._runtime = runtime
         self._console = console
         self._screen: Screen = console.screen
-        self._requests = RequestStore(runtime.redis)
+        self._requests = runtime.requests
         self._thread: str | None = None
         self._sent_at = 0.0
 
@@ -186,7 +184,7 @@ class Shell:
         try:
             for request_id in list(self._console.cards):
                 record = await self._requests.get(request_id)
-                if record is not None and record.state in _UNDERWAY:
+                if record is not None and record.state.underway:
                     return True
         except BotError:
             return False  # the store is down: the bot has said so; don't hang the prompt

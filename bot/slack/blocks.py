@@ -6,6 +6,10 @@ from typing import Any
 
 Block = dict[str, Any]
 
+# Slack's practical ceiling for one message's text (streamed or posted) is about 11 KB;
+# longer text goes on in the next message.
+MESSAGE_BYTES = 10_000
+
 
 def markdown(text: str) -> Block:
     """Standard Markdown, rendered by Slack as the model wrote it (12,000 chars a message)."""
@@ -18,23 +22,3 @@ def context(text: str) -> Block:
 
 def thinking() -> list[Block]:
     return [context("_Thinking…_")]
-
-
-RETRY = "copilot_retry"
-
-
-def interrupted(text: str, retry_id: str) -> list[Block]:
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {
-            "type": "actions",
-            "elements": [
-                {
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": "Retry"},
-                    "action_id": RETRY,
-                    "value": retry_id,
-                }
-            ],
-        },
-    ]

@@ -61,7 +61,11 @@ async def slack_errors(method: str) -> AsyncIterator[None]:
         raise SlackError(method, f"connection_error: {type(exc).__name__}") from exc
 
 
-def ephemeral(respond: AsyncRespond) -> Callable[[str], Awaitable[None]]:
+# Says something to the one person who typed or clicked.
+Tell = Callable[[str], Awaitable[None]]
+
+
+def ephemeral(respond: AsyncRespond) -> Tell:
     """A function that answers only the person who typed or clicked, via ``response_url``."""
 
     async def tell(text: str) -> None:

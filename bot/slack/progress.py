@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
-from bot.markdown import fit, preview
+from bot.markdown import fit
 from bot.redact import mask
 from bot.slack import blocks
 from bot.slack.calls import slack_errors
 from bot.slack.task_stream import TaskStream
+from bot.text import clip
 
 log = logging.getLogger(__name__)
 
 RESULT_INLINE_CHARS = 1_500
-MESSAGE_LIMIT_BYTES = 10_000
 
 
 @dataclass
@@ -46,7 +46,7 @@ class RunProgress:
     steps: dict[str, Step] = field(default_factory=dict)
 
     async def tool_started(self, call_id: str, name: str, detail: str) -> None:
-        shown = preview(mask(detail), 150) if detail else ""
+        shown = clip(mask(detail), 150) if detail else ""
         title = f"*{name}*" + (f" `{shown}`" if shown else "")
         now = time.monotonic()
         if self.stream and await self.stream.task(call_id, name, "in_progress", details=shown):
@@ -78,7 +78,7 @@ class RunProgress:
             return
         rest: str | None = full
         while rest:
-            head, rest = fit("", rest, MESSAGE_LIMIT_BYTES)
+            head, rest = fit("", rest, blocks.MESSAGE_BYTES)
             await self._post(head, markdown=True)
 
     async def close(self) -> None:
@@ -102,7 +102,7 @@ class RunProgress:
                 response = await self.slack.chat_postMessage(
                     channel=self.channel,
                     thread_ts=self.thread_ts,
-                    text=preview(text) if markdown else text,
+                    text=clip(text) if markdown else text,
                     blocks=message_blocks,
                 )
         except SlackError as exc:

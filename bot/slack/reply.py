@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
-from bot.markdown import fit, preview
+from bot.markdown import fit
 from bot.slack import blocks
 from bot.slack.budget import SlackBudget
 from bot.slack.calls import slack_errors
+from bot.text import clip
 
 log = logging.getLogger(__name__)
 
-# Slack's practical ceiling for one streamed message is about 11 KB.
-MESSAGE_LIMIT_BYTES = 10_000
 EMPTY_ANSWER = "_The model returned an empty answer._"
 # Refusals that will not change: the channel edits messages from now on. Anything else
 # (a rate limit, a network error) only sends this answer down the editing path.
@@ -57,7 +56,7 @@ class Replier:
 
     client: AsyncWebClient
     budget: SlackBudget | None = None
-    limit_bytes: int = MESSAGE_LIMIT_BYTES
+    limit_bytes: int = blocks.MESSAGE_BYTES
     native: bool = True
     no_stream_channels: set[str] = field(default_factory=set)
     # Slack closes a native stream after about 5 minutes; move on before it does.
@@ -148,7 +147,7 @@ class ThreadReply:
             self._sent = text
             return
         self._native = False
-        self._ts = await self._post([blocks.markdown(text)], preview(text))
+        self._ts = await self._post([blocks.markdown(text)], clip(text))
         self._sent = text
 
     def _stream_too_old(self) -> bool:
@@ -269,7 +268,7 @@ class ThreadReply:
                 channel=self._place.channel,
                 ts=self._ts or "",
                 blocks=[blocks.markdown(text), *(extra or [])],
-                text=preview(text),
+                text=clip(text),
             )
 
     async def _set_status(self, status: str) -> None:

@@ -15,12 +15,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
 from bot.markdown import byte_len
+from bot.slack.blocks import MESSAGE_BYTES
 from bot.slack.budget import SlackBudget
 from bot.slack.calls import slack_errors
 
 log = logging.getLogger(__name__)
-
-LIMIT_BYTES = 10_000
 
 
 @dataclass
@@ -55,7 +54,7 @@ class TaskStream:
 
     async def markdown(self, text: str) -> bool:
         """Append Markdown, if it still fits this message; False means post it instead."""
-        if self._bytes + byte_len(text) > LIMIT_BYTES:
+        if self._bytes + byte_len(text) > MESSAGE_BYTES:
             return False
         if await self._send([{"type": "markdown_text", "text": text}]):
             self._bytes += byte_len(text)

@@ -1,0 +1,1 @@
+"""Block Kit out: run cards, App Home, and the buttons whose action ids come back in."""
