@@ -17,7 +17,7 @@ from bot.errors import SlackError
 from bot.slack.calls import slack_errors
 from bot.state import keys
 from bot.state.requests import RunRecord
-from bot.state.store import redis_errors
+from bot.state.connect import redis_errors
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from slack_sdk.http_retry.state import RetryState
 from bot import logs
 from bot.errors import StateError
 from bot.state import keys
-from bot.state.store import redis_errors
+from bot.state.connect import redis_errors
 
 log = logging.getLogger(__name__)
 
