@@ -39,7 +39,9 @@ from bot.slack.events import Identity
 from bot.slack.intake import Intake
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
+from bot.state.budget import BudgetStore
 from bot.state.requests import RequestStore
+from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
 from bot.state.work_queue import WorkQueue
 
@@ -166,7 +168,7 @@ async def build_runtime(
         lock_ttl=settings.copilot_lock_ttl,
     )
     await _check_store(store)
-    budget = SlackBudget(client, identity.team_id)
+    budget = SlackBudget(BudgetStore(client, identity.team_id))
     session = aiohttp.ClientSession()
     slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget), session)
     # One connection per streaming answer: hundreds may be open at once in an incident.
@@ -183,7 +185,7 @@ async def build_runtime(
     runs = RunService(
         catalog,
         RequestStore(client),
-        Approvers(slack, client),
+        Approvers(slack, UserGroupCache(client)),
         executor,
         CardWriter(slack),
         settings.inference_model_id,
