@@ -40,7 +40,9 @@ from bot.slack.calls import slack_errors, web_client
 from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
+from bot.state.budget import BudgetStore
 from bot.state.requests import RequestStore
+from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
 from bot.state.work_queue import WorkQueue
 
@@ -168,7 +170,7 @@ async def build_runtime(
         lock_ttl=settings.copilot_lock_ttl,
     )
     await _check_store(store)
-    budget = SlackBudget(client, identity.team_id)
+    budget = SlackBudget(BudgetStore(client, identity.team_id))
     session = aiohttp.ClientSession()
     slack = web_client(token, settings.slack_api_url, BudgetRetryHandler(budget), session)
     # One connection per streaming answer: hundreds may be open at once in an incident.
@@ -248,7 +250,7 @@ def _runs(
     return RunService(
         catalog=catalog,
         requests=requests,
-        approvers=Approvers(slack, client),
+        approvers=Approvers(slack, UserGroupCache(client)),
         executor=executor,
         board=board,
         model=settings.inference_model_id,

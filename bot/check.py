@@ -31,7 +31,7 @@ from bot.manifest import REQUIRED_SCOPES
 from bot.runbooks import load_catalog
 from bot.slack.calls import slack_errors, web_client
 from bot.state import connect
-from bot.state.store import redis_errors
+from bot.state.connect import redis_errors
 
 Status = Literal["ok", "warn", "fail", "skip"]
 PROBE_TIMEOUT = 20.0

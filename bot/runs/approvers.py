@@ -1,30 +1,27 @@
 """Who counts as an approver: listed by user id, or a member of a listed user group.
 
-User-group members are read with ``usergroups.users.list`` and cached briefly in Redis, so
-a burst of clicks costs one Slack call and a change of group membership applies within
-minutes.
+User-group members are read with ``usergroups.users.list`` and cached briefly
+(``bot.state.usergroups``), so a burst of clicks costs one Slack call and a change of group
+membership applies within minutes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
-import redis.asyncio as redis
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
 from bot.slack.calls import slack_errors
-from bot.state import keys
-from bot.state.store import redis_errors
+from bot.state.usergroups import UserGroupCache
 
 log = logging.getLogger(__name__)
 
 
 class Approvers:
-    def __init__(self, slack: AsyncWebClient, client: redis.Redis) -> None:
+    def __init__(self, slack: AsyncWebClient, groups: UserGroupCache) -> None:
         self._slack = slack
-        self._redis = client
+        self._groups = groups
 
     async def includes(self, user: str, approvers: list[str]) -> bool:
         """Is ``user`` one of ``approvers``, by id or through a user group?"""
@@ -36,16 +33,13 @@ class Approvers:
         return False
 
     async def members(self, group: str) -> set[str]:
-        key = keys.usergroup_members(group)
-        async with redis_errors():
-            cached = await self._redis.get(key)
+        cached = await self._groups.get(group)
         if cached is not None:
-            return set(json.loads(cached))
+            return cached
         users = await self._fetch(group)
         if users is None:
             return set()
-        async with redis_errors():
-            await self._redis.set(key, json.dumps(sorted(users)), ex=keys.USERGROUP_TTL)
+        await self._groups.put(group, users)
         return users
 
     async def _fetch(self, group: str) -> set[str] | None:

@@ -3,10 +3,11 @@
 Slack limits each Web API method per workspace (``chat.update`` Tier 3, about 50 a minute;
 ``chat.appendStream`` Tier 4, about 100; ``chat.startStream``/``stopStream`` Tier 2, about
 20; ``chat.postMessage`` about one a second per channel). Many answers streaming at once
-share those numbers, so each call first reserves a slot here: a GCRA token bucket in Redis
-(one Lua step per reservation). A stream that has to wait keeps collecting text and sends it
-in its next call, so busier times mean fewer, larger updates rather than 429s. When Slack
-answers 429 anyway, ``block`` holds the method for every stream until ``Retry-After``.
+share those numbers, so each call first reserves a slot here, from a token bucket that
+every process shares (``bot.state.budget``). A stream that has to wait keeps collecting text
+and sends it in its next call, so busier times mean fewer, larger updates rather than 429s.
+When Slack answers 429 anyway, ``block`` holds the method for every stream until
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ import asyncio
 import json
 import logging
 import random
-import time
-from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as redis
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -27,21 +25,9 @@ from slack_sdk.http_retry.state import RetryState
 
 from bot import logs
 from bot.errors import StateError
-from bot.state import keys
-from bot.state.store import redis_errors
+from bot.state.budget import BudgetStore, Rate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Rate:
-    per_minute: float
-    burst: int
-
-    @property
-    def interval_ms(self) -> float:
-        return 60_000 / self.per_minute
-
 
 # About 90% of Slack's published tiers: clocks and network delays between our reservation
 # and Slack's count must never add up to a 429.
@@ -54,41 +40,11 @@ TIERS: dict[str, Rate] = {
 }
 PER_CHANNEL = {"chat.postMessage"}
 
-# KEYS[1]: the method's theoretical arrival time (ms). ARGV: now, interval, tolerance,
-# max wait (-1: any). Returns the wait in ms, or -1 if it would exceed the max wait.
-_RESERVE = """
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
-local max_wait = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-if max_wait >= 0 and wait > max_wait then return -1 end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now + tolerance) + 1000)
-return math.floor(wait)
-"""
-
-_BLOCK = """
-local until_tat = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_tat > tat then
-  redis.call('SET', KEYS[1], tostring(until_tat), 'PX', math.ceil(tonumber(ARGV[2])))
-end
-return 1
-"""
-
 
 class SlackBudget:
-    def __init__(
-        self, client: redis.Redis, team: str, tiers: dict[str, Rate] | None = None
-    ) -> None:
-        self._team = team
+    def __init__(self, store: BudgetStore, tiers: dict[str, Rate] | None = None) -> None:
+        self._store = store
         self._tiers = TIERS if tiers is None else tiers
-        self._reserve = client.register_script(_RESERVE)
-        self._block = client.register_script(_BLOCK)
 
     async def take(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
         """Wait for a slot for ``method``; False (nothing reserved) if it is further away
@@ -97,22 +53,15 @@ class SlackBudget:
         rate = self._tiers.get(method)
         if rate is None:
             return True
-        args = [
-            _now_ms(),
-            rate.interval_ms,
-            (rate.burst - 1) * rate.interval_ms,
-            -1 if max_wait is None else max_wait * 1000,
-        ]
         try:
-            async with redis_errors():
-                wait_ms = int(await self._reserve(keys=[self._key(method, scope)], args=args))
+            wait = await self._store.reserve(method, _scope(method, scope), rate, max_wait)
         except StateError as exc:
             log.warning("Slack budget unavailable (%s); calling %s unpaced", exc, method)
             return True
-        if wait_ms < 0:
+        if wait is None:
             return False
-        if wait_ms:
-            await asyncio.sleep(wait_ms / 1000)
+        if wait:
+            await asyncio.sleep(wait)
         return True
 
     async def block(self, method: str, seconds: float, scope: str = "") -> None:
@@ -120,22 +69,15 @@ class SlackBudget:
         rate = self._tiers.get(method)
         if rate is None:
             return
-        tolerance = (rate.burst - 1) * rate.interval_ms
-        until = _now_ms() + seconds * 1000 + tolerance
         try:
-            async with redis_errors():
-                await self._block(
-                    keys=[self._key(method, scope)], args=[until, seconds * 1000 + tolerance]
-                )
+            await self._store.block(method, _scope(method, scope), rate, seconds)
         except StateError as exc:
             log.warning("could not record a Slack rate limit: %s", exc)
 
-    def _key(self, method: str, scope: str) -> str:
-        return keys.slack_budget(self._team, method, scope if method in PER_CHANNEL else "")
 
-
-def _now_ms() -> float:
-    return time.time() * 1000
+def _scope(method: str, scope: str) -> str:
+    """Slack counts posts per channel and every other method per workspace."""
+    return scope if method in PER_CHANNEL else ""
 
 
 class BudgetRetryHandler(AsyncRetryHandler):

@@ -1,11 +1,17 @@
-"""Building the Redis client: Heroku's ``rediss://`` URLs, or an in-process store."""
+"""Building the Redis client (Heroku's ``rediss://`` URLs, or an in-process store), and
+translating its failures at this seam."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from bot.errors import StateError
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +49,14 @@ def _embedded() -> redis.Redis:
 
     client: redis.Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
     return client
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Translate redis-py failures into StateError at this seam."""
+    try:
+        yield
+    except RedisError as exc:
+        raise StateError(f"state store unavailable ({type(exc).__name__})") from exc
+    except OSError as exc:
+        raise StateError(f"state store unreachable ({type(exc).__name__})") from exc

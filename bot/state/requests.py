@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from bot.state import keys
-from bot.state.store import redis_errors
+from bot.state.connect import redis_errors
 
 _MOVE = """
 local request_key = KEYS[1]

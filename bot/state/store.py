@@ -11,39 +11,49 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from bot.conversation import Question, Turn
-from bot.errors import StateError
 from bot.state import keys
 from bot.state.batch import ScriptBatch
+from bot.state.connect import redis_errors
 
-# KEYS: the dedupe keys (ARGV[1] of them), then queue, active marker, lock, work queue,
-# waiting threads.
 # Returns an ``Accepted`` value. A follow-up is only ours if the thread is active; the work
 # queue hears of the thread only when no one holds its lock, because a holder drains the
 # queue before letting go (see _RELEASE_IF_EMPTY).
 _ACCEPT = """
-local n = tonumber(ARGV[1])
-if ARGV[6] == '1' and redis.call('EXISTS', KEYS[n + 2]) == 0 then return 2 end
-for i = 1, n do
+local queue_key = KEYS[1]
+local active_key = KEYS[2]
+local lock_key = KEYS[3]
+local work_queue_key = KEYS[4]
+local waiting_key = KEYS[5]
+-- KEYS[6] to KEYS[#KEYS]: the delivery's dedupe keys, if any.
+local dedupe_ttl = ARGV[1]
+local question = ARGV[2]
+local queue_ttl = ARGV[3]
+local thread_ttl = ARGV[4]
+local follow_up = ARGV[5] == '1'
+local announce = ARGV[6] == '1'
+local thread = ARGV[7]
+local work_queue_maxlen = ARGV[8]
+local now_ms = ARGV[9]
+if follow_up and redis.call('EXISTS', active_key) == 0 then return 2 end
+for i = 6, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
 end
-for i = 1, n do
-  redis.call('SET', KEYS[i], '1', 'EX', ARGV[2])
+for i = 6, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EX', dedupe_ttl)
 end
-redis.call('RPUSH', KEYS[n + 1], ARGV[3])
-redis.call('EXPIRE', KEYS[n + 1], ARGV[4])
-redis.call('SET', KEYS[n + 2], '1', 'EX', ARGV[5])
-redis.call('ZADD', KEYS[n + 5], ARGV[10], ARGV[8])
-if redis.call('EXISTS', KEYS[n + 3]) == 1 then return 3 end
-if ARGV[7] == '1' then
-  redis.call('XADD', KEYS[n + 4], 'MAXLEN', '~', ARGV[9], '*', 'thread', ARGV[8])
+redis.call('RPUSH', queue_key, question)
+redis.call('EXPIRE', queue_key, queue_ttl)
+redis.call('SET', active_key, '1', 'EX', thread_ttl)
+redis.call('ZADD', waiting_key, now_ms, thread)
+if redis.call('EXISTS', lock_key) == 1 then return 3 end
+if announce then
+  redis.call('XADD', work_queue_key, 'MAXLEN', '~', work_queue_maxlen, '*', 'thread', thread)
 end
 return 1
 """
@@ -58,33 +68,49 @@ class Accepted(enum.IntEnum):
     WAITING = 3  # queued behind the answer in progress, whose holder will get to it
 
 
-# KEYS: queue, lock, work queue. 0 while the thread is locked; else announces its queue.
+# 0 while the thread is locked; else announces its queue.
 _ANNOUNCE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if redis.call('LLEN', KEYS[1]) > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'thread', ARGV[1])
+local queue_key = KEYS[1]
+local lock_key = KEYS[2]
+local work_queue_key = KEYS[3]
+local thread = ARGV[1]
+local work_queue_maxlen = ARGV[2]
+if redis.call('EXISTS', lock_key) == 1 then return 0 end
+if redis.call('LLEN', queue_key) > 0 then
+  redis.call('XADD', work_queue_key, 'MAXLEN', '~', work_queue_maxlen, '*', 'thread', thread)
 end
 return 1
 """
 
+# -1: the lock is not the caller's; 0: questions wait, keep draining; 1: released.
 _RELEASE_IF_EMPTY = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
+local queue_key = KEYS[1]
+local lock_key = KEYS[2]
+local waiting_key = KEYS[3]
+local token = ARGV[1]
+local thread = ARGV[2]
+if redis.call('GET', lock_key) ~= token then return -1 end
+if redis.call('LLEN', queue_key) > 0 then return 0 end
+redis.call('DEL', lock_key)
+redis.call('ZREM', waiting_key, thread)
 return 1
 """
 
-# KEYS[1]: waiting threads; then queue and lock of each thread in ARGV. Returns the
-# threads whose questions wait with no one holding them; forgets those with none left.
+# Returns the threads whose questions wait with no one holding them; forgets those with
+# none left.
 _STRANDED = """
+local waiting_key = KEYS[1]
+-- ARGV: the threads to look at. KEYS[2 * i] and KEYS[2 * i + 1]: the queue and the lock
+-- of the thread in ARGV[i].
 local stranded = {}
 for i, thread in ipairs(ARGV) do
-  if redis.call('EXISTS', KEYS[2 * i + 1]) == 0 then
-    if redis.call('LLEN', KEYS[2 * i]) > 0 then
+  local queue_key = KEYS[2 * i]
+  local lock_key = KEYS[2 * i + 1]
+  if redis.call('EXISTS', lock_key) == 0 then
+    if redis.call('LLEN', queue_key) > 0 then
       table.insert(stranded, thread)
     else
-      redis.call('ZREM', KEYS[1], thread)
+      redis.call('ZREM', waiting_key, thread)
     end
   end
 end
@@ -92,25 +118,19 @@ return stranded
 """
 
 _BREAK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
+local lock_key = KEYS[1]
+local token = ARGV[1]
+if redis.call('GET', lock_key) ~= token then return 0 end
+return redis.call('DEL', lock_key)
 """
 
 _REFRESH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local lock_key = KEYS[1]
+local token = ARGV[1]
+local ttl_ms = ARGV[2]
+if redis.call('GET', lock_key) ~= token then return 0 end
+return redis.call('PEXPIRE', lock_key, ttl_ms)
 """
-
-
-@asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
-    """Translate redis-py failures into StateError at this seam."""
-    try:
-        yield
-    except RedisError as exc:
-        raise StateError(f"state store unavailable ({type(exc).__name__})") from exc
-    except OSError as exc:
-        raise StateError(f"state store unreachable ({type(exc).__name__})") from exc
 
 
 class ThreadStore:
@@ -145,10 +165,9 @@ class ThreadStore:
         """Queue a question unless any of its dedupe keys was seen, in one step. A
         ``follow_up`` is taken only in an active thread; ``announce`` puts a thread that needs
         an answerer on the work queue, for the worker processes."""
-        key_list = [*dedupe, keys.queue(thread), keys.active(thread), keys.lock(thread)]
-        key_list += [keys.work_queue(), keys.waiting_threads()]
+        key_list = [keys.queue(thread), keys.active(thread), keys.lock(thread)]
+        key_list += [keys.work_queue(), keys.waiting_threads(), *dedupe]
         args: list[Any] = [
-            len(dedupe),
             keys.DEDUPE_TTL,
             question.to_json(),
             keys.QUEUE_TTL,

@@ -15,12 +15,16 @@ import redis.asyncio as redis
 
 from bot.conversation import Question
 from bot.state import keys
-from bot.state.store import redis_errors
+from bot.state.connect import redis_errors
 
+# The work of a process whose heartbeat is gone, taken by exactly one caller; nil while
+# the process is alive.
 _CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local items = redis.call('HVALS', KEYS[2])
-redis.call('DEL', KEYS[2])
+local heartbeat_key = KEYS[1]
+local work_key = KEYS[2]
+if redis.call('EXISTS', heartbeat_key) == 1 then return false end
+local items = redis.call('HVALS', work_key)
+redis.call('DEL', work_key)
 return items
 """
 

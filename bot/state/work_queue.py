@@ -15,7 +15,7 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from bot.state import keys
-from bot.state.store import redis_errors
+from bot.state.connect import redis_errors
 
 GROUP = "answerers"
 
