@@ -13,7 +13,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot import notices
-from bot.ask import AskService
+from bot.ask import ThreadScheduler
 from bot.errors import BotError
 from bot.inflight import InFlight
 from bot.slack import blocks
@@ -23,7 +23,7 @@ from bot.slack.intake import Intake
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, ask: AskService, intake: Intake, inflight: InFlight) -> None:
+def register(app: AsyncApp, ask: ThreadScheduler, intake: Intake, inflight: InFlight) -> None:
     async def on_message_event(body: dict[str, Any]) -> None:
         await intake.take(body)
 
