@@ -64,6 +64,8 @@ class Answerer:
         self._copilot = copilot
 
     async def answer(self, thread: str, question: Question) -> None:
+        """Stream the answer into the question's thread and remember the exchange. A failure
+        once the reply is open is shown in it; only failing to open it is raised."""
         reply = self._replier.open(_place_of(question))
         await reply.begin()
         try:
