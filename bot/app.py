@@ -19,7 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ask import AskService, AskSettings
+from bot.ask import Answerer, AskSettings, ThreadScheduler
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
@@ -60,7 +60,7 @@ class Runtime:
     redis: redis.Redis
     http: httpx.AsyncClient
     store: ThreadStore
-    ask: AskService
+    ask: ThreadScheduler
     runs: RunService
     inflight: InFlight
     work: WorkRegistry
@@ -184,14 +184,19 @@ async def build_runtime(
     requests = Requests(RequestStore(client))
     run_service = _runs(settings, catalog, requests, slack, client, http, work, budget, tasks)
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
-    ask = AskService(
+    answerer = Answerer(
         store,
         _inference(settings, http),
         replier,
         _ask_settings(settings),
-        tasks,
         Copilot(catalog, run_service.propose),
+    )
+    ask = ThreadScheduler(
+        store,
+        answerer,
+        tasks,
         work,
+        concurrent_answers=settings.copilot_concurrent_answers,
         announce=announce,
     )
     secret = _secret(settings.slack_signing_secret)
@@ -285,7 +290,6 @@ def _ask_settings(settings: Settings) -> AskSettings:
         history_chars=settings.copilot_history_chars,
         update_interval=settings.copilot_update_interval,
         footer=settings.copilot_footer,
-        concurrent_answers=settings.copilot_concurrent_answers,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ask import AskService
+from bot.ask import ThreadScheduler
 from bot.background import Background
 from bot.conversation import Question
 from bot.errors import BotError, SlackError
@@ -32,7 +32,7 @@ class Recovery:
         self,
         work: WorkRegistry,
         slack: AsyncWebClient,
-        ask: AskService,
+        ask: ThreadScheduler,
         runs: RunService,
         background: Background,
     ) -> None:

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 
-from bot.ask import AskService
+from bot.ask import ThreadScheduler
 from bot.background import Background
 from bot.errors import BotError
 from bot.state.work_queue import Entry, WorkQueue
@@ -34,7 +34,7 @@ class Worker:
     def __init__(
         self,
         queue: WorkQueue,
-        ask: AskService,
+        scheduler: ThreadScheduler,
         background: Background,
         *,
         capacity: int,
@@ -42,7 +42,7 @@ class Worker:
         reclaim_after: float = RECLAIM_AFTER,
     ) -> None:
         self._queue = queue
-        self._ask = ask
+        self._scheduler = scheduler
         self._background = background
         self._capacity = capacity
         self._busy = 0
@@ -78,13 +78,13 @@ class Worker:
 
     async def _answer(self, entry: Entry) -> None:
         try:
-            token = await self._ask.lock(entry.thread)
+            token = await self._scheduler.lock(entry.thread)
             # The lock now says who answers: the entry has done its job either way. One
             # left unacknowledged comes back later and finds the thread taken or empty.
             with contextlib.suppress(BotError):
                 await self._queue.done(entry)
             if token is not None:
-                await self._ask.drain_locked(entry.thread, token)
+                await self._scheduler.drain_locked(entry.thread, token)
         except BotError as exc:
             # Unacknowledged entries come back after RECLAIM_AFTER; a taken lock expires.
             log.warning("could not take thread %s: %s", entry.thread, exc)

@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
-from bot.ask import AskService, traced
+from bot.ask import ThreadScheduler, traced
 from bot.background import Background
 from bot.errors import BotError, SlackError
 from bot.inflight import InFlight
@@ -34,7 +34,7 @@ MESSAGE_EVENTS = frozenset({"app_mention", "message"})
 class Intake:
     def __init__(
         self,
-        ask: AskService,
+        ask: ThreadScheduler,
         client: AsyncWebClient,
         identity: Identity,
         inflight: InFlight,

@@ -13,7 +13,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot import notices
-from bot.ask import AskService
+from bot.ask import ThreadScheduler
 from bot.errors import BotError
 from bot.handlers.intake import Intake
 from bot.inflight import InFlight
@@ -23,7 +23,7 @@ from bot.slack.calls import ephemeral
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, ask: AskService, intake: Intake, inflight: InFlight) -> None:
+def register(app: AsyncApp, ask: ThreadScheduler, intake: Intake, inflight: InFlight) -> None:
     async def on_message_event(body: dict[str, Any]) -> None:
         await intake.take(body)
 

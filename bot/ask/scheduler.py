@@ -1,10 +1,13 @@
-"""Ask: answering questions in a thread, one at a time and in order, with its history.
+"""Scheduling a thread's questions: one answer at a time per thread, in order, across
+every process.
 
 ``submit`` queues a question (dropping duplicate deliveries) and, if no process is
 answering in that thread, drains the thread's queue; a web process with workers puts the
-thread on the work queue for a worker to drain instead. Each answer streams from Heroku
-chat completions through ``paced`` into a ``ThreadReply``; the exchange is then remembered
-so a follow-up in the thread continues the conversation.
+thread on the work queue for a worker to drain instead. Draining holds the thread's lock,
+kept by a heartbeat, and hands each question to the ``Answerer`` once one of this process's
+answer slots is free, recording it in the ``WorkRegistry`` while it is in flight so a
+restart that cuts it off is reported. ``resume``, ``rescue_stranded``, ``release`` and
+``retry`` take care of threads whose answering process went away.
 """
 
 from __future__ import annotations
@@ -12,23 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 
-from bot import logs, notices
+from bot import logs
+from bot.ask.answerer import Answerer
 from bot.background import Background, stop_requested
-from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
-from bot.errors import BotError, InferenceError, SlackError, StateError
-from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
-from bot.pacing import paced
-from bot.proposals import Asker, Copilot, ToolCalls
-from bot.slack.reply import Place, Replier, ThreadReply
+from bot.conversation import Question
+from bot.errors import BotError, SlackError, StateError
 from bot.state import ThreadStore, keys
 from bot.state.store import Accepted
 from bot.state.work import WorkRegistry
 
-log = logging.getLogger(__name__)
+# The whole Ask part logs under one name, as it did as one module.
+log = logging.getLogger("bot.ask")
 
 # A queue that Redis keeps refusing is left after this many tries (a second apart).
 DRAIN_RETRIES = 30
@@ -36,53 +35,28 @@ DRAIN_RETRIES = 30
 RESUME_TRIES = 5
 
 
-@dataclass
-class Outcome:
-    """What the stream told us besides text."""
-
-    finish: str | None = None
-    usage: Usage | None = None
-    error: str | None = None
-    first_text_seconds: float | None = None  # how long the person waited for the first words
-    tool_calls: ToolCalls = field(default_factory=ToolCalls)
-
-
-@dataclass(frozen=True)
-class AskSettings:
-    history_chars: int
-    update_interval: float
-    # Show "model · N tokens · S.s s" under each answer (COPILOT_FOOTER).
-    footer: bool = False
-    # Answers streaming at once in this process; more wait their turn. Slack's budget lets
-    # only so many show progress anyway, and a bounded amount of work keeps acks fast.
-    concurrent_answers: int = 500
-
-
-class AskService:
+class ThreadScheduler:
     def __init__(
         self,
         store: ThreadStore,
-        inference: InferenceClient,
-        replier: Replier,
-        settings: AskSettings,
+        answerer: Answerer,
         background: Background,
-        copilot: Copilot | None = None,
-        work: WorkRegistry | None = None,
+        work: WorkRegistry,
         *,
+        concurrent_answers: int,
         announce: bool = False,
     ) -> None:
         self._store = store
-        self._inference = inference
-        self._replier = replier
-        self._settings = settings
+        self._answerer = answerer
         self._background = background
-        self._copilot = copilot
         self._work = work
         # True in a web process with workers: threads that need answering go on the work
         # queue (in the same Redis step that queues the question) instead of being answered
         # here, so acknowledging Slack never waits behind answers.
         self._announce = announce
-        self._slots = asyncio.Semaphore(settings.concurrent_answers)
+        # Answers streaming at once in this process; more wait their turn. Slack's budget lets
+        # only so many show progress anyway, and a bounded amount of work keeps acks fast.
+        self._slots = asyncio.Semaphore(concurrent_answers)
 
     async def submit(
         self, question: Question, dedupe: Sequence[str], *, follow_up: bool = False
@@ -138,7 +112,7 @@ class AskService:
         try:
             with traced(question):
                 async with self._tracked(thread, question, lock):
-                    await self.answer(thread, question)
+                    await self._answerer.answer(thread, question)
         except SlackError as exc:
             log.error("could not post in %s: %s", question.channel, exc)
         except BotError as exc:
@@ -147,9 +121,6 @@ class AskService:
     @contextlib.asynccontextmanager
     async def _tracked(self, thread: str, question: Question, lock: str) -> AsyncIterator[None]:
         """Record the answer as in flight, so a restart that cuts it off is reported."""
-        if self._work is None:
-            yield
-            return
         name = f"answer:{thread}"
         record = {"kind": "answer", "thread": thread, "lock": lock, "question": question.to_json()}
         await self._work.start(name, record)
@@ -182,97 +153,11 @@ class AskService:
 
     async def retry(self, retry_id: str) -> bool:
         """Ask an interrupted question again; False if it was retried already or is too old."""
-        question = await self._work.take_retry(retry_id) if self._work else None
+        question = await self._work.take_retry(retry_id)
         if question is None:
             return False
         await self.submit(question, [keys.seen_event(f"retry:{retry_id}")])
         return True
-
-    async def answer(self, thread: str, question: Question) -> None:
-        reply = self._replier.open(_place_of(question))
-        await reply.begin()
-        try:
-            await self._answer_into(reply, thread, question)
-        except BotError as exc:
-            # The placeholder is up: never leave it saying "Thinking…" forever.
-            log.error("answer failed in %s: %s", thread, exc)
-            with contextlib.suppress(SlackError):
-                await reply.fail(notices.describe(exc))
-
-    async def _answer_into(self, reply: ThreadReply, thread: str, question: Question) -> None:
-        if not question.text.strip():
-            await reply.fail(notices.EMPTY_QUESTION)
-            return
-        started = time.monotonic()
-        history = await self._store.history(thread)
-        messages = prompt_messages(
-            history,
-            question.text,
-            budget_chars=self._settings.history_chars,
-            system=self._system_prompt(),
-        )
-        outcome = await self._stream_answer(reply, messages, question, started)
-        await self._store.remember(
-            thread, Turn("user", question.text), Turn("assistant", reply.text)
-        )
-        _log_answered(outcome, self._inference.model, time.monotonic() - started)
-
-    def _system_prompt(self) -> str:
-        extra = self._copilot.prompt() if self._copilot else ""
-        return f"{SYSTEM_PROMPT}\n\n{extra}" if extra else SYSTEM_PROMPT
-
-    async def _stream_answer(
-        self,
-        reply: ThreadReply,
-        messages: list[dict[str, str]],
-        question: Question,
-        started: float,
-    ) -> Outcome:
-        outcome = Outcome()
-        tools = self._copilot.tools() if self._copilot else None
-        texts = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
-        try:
-            async with contextlib.aclosing(paced(texts, self._settings.update_interval)) as batches:
-                async for batch in batches:
-                    if outcome.first_text_seconds is None:
-                        outcome.first_text_seconds = round(time.monotonic() - started, 3)
-                    await reply.write(batch)
-        except InferenceError as exc:
-            log.warning("inference failed: %r", exc)
-            outcome.error = type(exc).__name__
-            await reply.fail(notices.describe(exc))
-            return outcome
-        if outcome.finish == "length":
-            await reply.write("\n\n" + notices.LENGTH_LIMIT)
-        if outcome.tool_calls and self._copilot:
-            asker = Asker(question.user, question.team, question.channel, question.thread_ts)
-            notes = await self._copilot.act_on(outcome.tool_calls, asker)
-            await reply.write(("\n\n" if reply.text else "") + "\n".join(notes))
-        await reply.finish(footer=self._footer(outcome, started))
-        return outcome
-
-    def _footer(self, outcome: Outcome, started: float) -> str | None:
-        if not self._settings.footer:
-            return None
-        parts = [self._inference.model]
-        if outcome.usage is not None:
-            parts.append(f"{outcome.usage.total_tokens:,} tokens")
-        parts.append(f"{time.monotonic() - started:.1f} s")
-        return " · ".join(parts)
-
-
-async def _texts(events: AsyncGenerator[object, None], outcome: Outcome) -> AsyncIterator[str]:
-    # aclosing: when the answer stops early, the HTTP stream closes now, not at GC.
-    async with contextlib.aclosing(events):
-        async for event in events:
-            if isinstance(event, TextDelta):
-                yield event.text
-            elif isinstance(event, Finish):
-                outcome.finish = event.reason
-            elif isinstance(event, Usage):
-                outcome.usage = event
-            elif isinstance(event, ToolCallDelta):
-                outcome.tool_calls.add(event)
 
 
 def traced(question: Question) -> contextlib.AbstractContextManager[logs.Trace]:
@@ -284,25 +169,6 @@ def traced(question: Question) -> contextlib.AbstractContextManager[logs.Trace]:
         channel=question.channel,
         thread=question.thread_ts,
         user=question.user,
-    )
-
-
-def _log_answered(outcome: Outcome, model: str, seconds: float) -> None:
-    """The one summary line per answer: what it cost and how it ended."""
-    usage = outcome.usage
-    log.info(
-        "answered",
-        extra={
-            "seconds": round(seconds, 3),
-            "first_text_seconds": outcome.first_text_seconds,
-            "model": model,
-            "finish": outcome.finish,
-            "error": outcome.error,
-            "prompt_tokens": usage.prompt_tokens if usage else None,
-            "completion_tokens": usage.completion_tokens if usage else None,
-            "tokens": usage.total_tokens if usage else None,
-            logs.SLACK_429: logs.totals().get(logs.SLACK_429, 0),
-        },
     )
 
 
@@ -327,13 +193,3 @@ async def _heartbeat(store: ThreadStore, thread: str, token: str) -> AsyncIterat
 
 def _thread_of(question: Question) -> str:
     return keys.thread_id(question.team, question.channel, question.thread_ts)
-
-
-def _place_of(question: Question) -> Place:
-    return Place(
-        channel=question.channel,
-        thread_ts=question.thread_ts,
-        user=question.user,
-        team=question.user_team or question.team,
-        is_dm=question.is_dm,
-    )

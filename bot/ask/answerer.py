@@ -1,0 +1,181 @@
+"""Answering one question in a thread.
+
+``Answerer.answer`` opens the reply (a "thinking…" placeholder or status), builds the prompt
+from the thread's history, streams chat completions through ``paced`` into the reply, acts
+on the runbooks the model proposed (the copilot), and remembers the exchange so a follow-up
+continues the conversation. Each answer ends with one ``answered`` log line and, when
+configured, a footer. When and where a question is answered is ``bot.ask.scheduler``'s part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+
+from bot import logs, notices
+from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
+from bot.errors import BotError, InferenceError, SlackError
+from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
+from bot.pacing import paced
+from bot.proposals import Asker, Copilot, ToolCalls
+from bot.slack.reply import Place, Replier, ThreadReply
+from bot.state import ThreadStore
+
+# The whole Ask part logs under one name, as it did as one module: the ``answered`` line is
+# found by it.
+log = logging.getLogger("bot.ask")
+
+
+@dataclass
+class Outcome:
+    """What the stream told us besides text."""
+
+    finish: str | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    first_text_seconds: float | None = None  # how long the person waited for the first words
+    tool_calls: ToolCalls = field(default_factory=ToolCalls)
+
+
+@dataclass(frozen=True)
+class AskSettings:
+    history_chars: int
+    update_interval: float
+    # Show "model · N tokens · S.s s" under each answer (COPILOT_FOOTER).
+    footer: bool = False
+
+
+class Answerer:
+    def __init__(
+        self,
+        store: ThreadStore,
+        inference: InferenceClient,
+        replier: Replier,
+        settings: AskSettings,
+        copilot: Copilot,
+    ) -> None:
+        self._store = store
+        self._inference = inference
+        self._replier = replier
+        self._settings = settings
+        self._copilot = copilot
+
+    async def answer(self, thread: str, question: Question) -> None:
+        """Stream the answer into the question's thread and remember the exchange. A failure
+        once the reply is open is shown in it; only failing to open it is raised."""
+        reply = self._replier.open(_place_of(question))
+        await reply.begin()
+        try:
+            await self._answer_into(reply, thread, question)
+        except BotError as exc:
+            # The placeholder is up: never leave it saying "Thinking…" forever.
+            log.error("answer failed in %s: %s", thread, exc)
+            with contextlib.suppress(SlackError):
+                await reply.fail(notices.describe(exc))
+
+    async def _answer_into(self, reply: ThreadReply, thread: str, question: Question) -> None:
+        if not question.text.strip():
+            await reply.fail(notices.EMPTY_QUESTION)
+            return
+        started = time.monotonic()
+        history = await self._store.history(thread)
+        messages = prompt_messages(
+            history,
+            question.text,
+            budget_chars=self._settings.history_chars,
+            system=self._system_prompt(),
+        )
+        outcome = await self._stream_answer(reply, messages, question, started)
+        await self._store.remember(
+            thread, Turn("user", question.text), Turn("assistant", reply.text)
+        )
+        _log_answered(outcome, self._inference.model, time.monotonic() - started)
+
+    def _system_prompt(self) -> str:
+        extra = self._copilot.prompt()
+        return f"{SYSTEM_PROMPT}\n\n{extra}" if extra else SYSTEM_PROMPT
+
+    async def _stream_answer(
+        self,
+        reply: ThreadReply,
+        messages: list[dict[str, str]],
+        question: Question,
+        started: float,
+    ) -> Outcome:
+        outcome = Outcome()
+        tools = self._copilot.tools()
+        texts = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
+        try:
+            async with contextlib.aclosing(paced(texts, self._settings.update_interval)) as batches:
+                async for batch in batches:
+                    if outcome.first_text_seconds is None:
+                        outcome.first_text_seconds = round(time.monotonic() - started, 3)
+                    await reply.write(batch)
+        except InferenceError as exc:
+            log.warning("inference failed: %r", exc)
+            outcome.error = type(exc).__name__
+            await reply.fail(notices.describe(exc))
+            return outcome
+        if outcome.finish == "length":
+            await reply.write("\n\n" + notices.LENGTH_LIMIT)
+        if outcome.tool_calls:
+            asker = Asker(question.user, question.team, question.channel, question.thread_ts)
+            notes = await self._copilot.act_on(outcome.tool_calls, asker)
+            await reply.write(("\n\n" if reply.text else "") + "\n".join(notes))
+        await reply.finish(footer=self._footer(outcome, started))
+        return outcome
+
+    def _footer(self, outcome: Outcome, started: float) -> str | None:
+        if not self._settings.footer:
+            return None
+        parts = [self._inference.model]
+        if outcome.usage is not None:
+            parts.append(f"{outcome.usage.total_tokens:,} tokens")
+        parts.append(f"{time.monotonic() - started:.1f} s")
+        return " · ".join(parts)
+
+
+async def _texts(events: AsyncGenerator[object, None], outcome: Outcome) -> AsyncIterator[str]:
+    # aclosing: when the answer stops early, the HTTP stream closes now, not at GC.
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield event.text
+            elif isinstance(event, Finish):
+                outcome.finish = event.reason
+            elif isinstance(event, Usage):
+                outcome.usage = event
+            elif isinstance(event, ToolCallDelta):
+                outcome.tool_calls.add(event)
+
+
+def _log_answered(outcome: Outcome, model: str, seconds: float) -> None:
+    """The one summary line per answer: what it cost and how it ended."""
+    usage = outcome.usage
+    log.info(
+        "answered",
+        extra={
+            "seconds": round(seconds, 3),
+            "first_text_seconds": outcome.first_text_seconds,
+            "model": model,
+            "finish": outcome.finish,
+            "error": outcome.error,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "tokens": usage.total_tokens if usage else None,
+            logs.SLACK_429: logs.totals().get(logs.SLACK_429, 0),
+        },
+    )
+
+
+def _place_of(question: Question) -> Place:
+    return Place(
+        channel=question.channel,
+        thread_ts=question.thread_ts,
+        user=question.user,
+        team=question.user_team or question.team,
+        is_dm=question.is_dm,
+    )
