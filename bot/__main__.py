@@ -142,7 +142,7 @@ async def _work(settings: Settings, parent: int | None) -> int:
     runtime = await build_runtime(settings)
     worker = Worker(
         runtime.queue,
-        runtime.ask,
+        runtime.scheduler,
         runtime.tasks,
         capacity=settings.copilot_concurrent_answers,
         parent=parent,

@@ -60,7 +60,7 @@ class Runtime:
     redis: redis.Redis
     http: httpx.AsyncClient
     store: ThreadStore
-    ask: ThreadScheduler
+    scheduler: ThreadScheduler
     runs: RunService
     inflight: InFlight
     work: WorkRegistry
@@ -88,7 +88,7 @@ class Runtime:
 
     async def _sweep(self) -> None:
         # Independent: a failure in one must not skip the other.
-        for sweep in (self.runs.sweep_expired, self.recovery.sweep, self.ask.rescue_stranded):
+        for sweep in (self.runs.sweep_expired, self.recovery.sweep, self.scheduler.rescue_stranded):
             try:
                 await sweep()
             except BotError as exc:
@@ -191,7 +191,7 @@ async def build_runtime(
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
     )
-    ask = ThreadScheduler(
+    scheduler = ThreadScheduler(
         store,
         answerer,
         tasks,
@@ -200,9 +200,11 @@ async def build_runtime(
         announce=announce,
     )
     secret = _secret(settings.slack_signing_secret)
-    intake = Intake(ask, slack, identity, inflight, tasks, None if settings.socket_mode else secret)
+    intake = Intake(
+        scheduler, slack, identity, inflight, tasks, None if settings.socket_mode else secret
+    )
     bolt = _bolt_app(settings, identity, token, session)
-    messages.register(bolt, ask, intake, inflight)
+    messages.register(bolt, scheduler, intake, inflight)
     runs.register(bolt, run_service, inflight)
     home.register(bolt, run_service, inflight)
     runtime = Runtime(
@@ -213,11 +215,11 @@ async def build_runtime(
         redis=client,
         http=http,
         store=store,
-        ask=ask,
+        scheduler=scheduler,
         runs=run_service,
         inflight=inflight,
         work=work,
-        recovery=Recovery(work, slack, ask, run_service, tasks),
+        recovery=Recovery(work, slack, scheduler, run_service, tasks),
         session=session,
         intake=intake,
         queue=WorkQueue(client, consumer=work.process),

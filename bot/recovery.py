@@ -32,13 +32,13 @@ class Recovery:
         self,
         work: WorkRegistry,
         slack: AsyncWebClient,
-        ask: ThreadScheduler,
+        scheduler: ThreadScheduler,
         runs: RunService,
         background: Background,
     ) -> None:
         self._work = work
         self._slack = slack
-        self._ask = ask
+        self._scheduler = scheduler
         self._runs = runs
         self._background = background
 
@@ -65,9 +65,9 @@ class Recovery:
                 thread, lock = str(item["thread"]), str(item["lock"])
                 if resume:
                     # Questions queued behind the lost answer go on in the background.
-                    self._background.spawn(self._ask.resume(thread), "resuming a thread")
+                    self._background.spawn(self._scheduler.resume(thread), "resuming a thread")
                 else:
-                    await self._ask.release(thread, lock)
+                    await self._scheduler.release(thread, lock)
             elif item.get("kind") == "run":
                 await self._runs.interrupted(str(item["id"]))
         except (BotError, KeyError, ValueError, TypeError) as exc:

@@ -34,14 +34,14 @@ MESSAGE_EVENTS = frozenset({"app_mention", "message"})
 class Intake:
     def __init__(
         self,
-        ask: ThreadScheduler,
+        scheduler: ThreadScheduler,
         client: AsyncWebClient,
         identity: Identity,
         inflight: InFlight,
         background: Background,
         signing_secret: str | None,
     ) -> None:
-        self._ask = ask
+        self._scheduler = scheduler
         self._client = client
         self._identity = identity
         self._inflight = inflight
@@ -58,7 +58,7 @@ class Intake:
         async with self._inflight.hold():
             with traced(question):
                 try:
-                    await self._ask.submit(
+                    await self._scheduler.submit(
                         question, incoming.dedupe, follow_up=incoming.needs_active_thread
                     )
                 except BotError as exc:

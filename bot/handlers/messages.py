@@ -23,7 +23,7 @@ from bot.slack.calls import ephemeral
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, ask: ThreadScheduler, intake: Intake, inflight: InFlight) -> None:
+def register(app: AsyncApp, scheduler: ThreadScheduler, intake: Intake, inflight: InFlight) -> None:
     async def on_message_event(body: dict[str, Any]) -> None:
         await intake.take(body)
 
@@ -32,7 +32,7 @@ def register(app: AsyncApp, ask: ThreadScheduler, intake: Intake, inflight: InFl
         retry_id = str(((body.get("actions") or [{}])[0]).get("value", ""))
         async with inflight.hold():
             try:
-                retried = await ask.retry(retry_id)
+                retried = await scheduler.retry(retry_id)
             except BotError as exc:
                 log.error("retry failed: %s", exc)
                 retried = True
