@@ -217,6 +217,21 @@ async def test_done_stops_reading_and_closes() -> None:
     assert stream.closed
 
 
+async def test_an_event_named_done_ends_it_as_in_the_agents_api() -> None:
+    raw = data(chunk({"content": "a"}, finish="stop")) + b"event: done\ndata: {}\n\n"
+    stream = Parts(raw + data(chunk({"content": "late"})) + b"data: {broken\n\n")
+    client, _ = make_client(sse_response(stream))
+    assert await collect(client) == [TextDelta("a"), Finish("stop")]
+    assert stream.closed
+
+
+async def test_usage_without_a_total_is_added_up_and_empty_usage_is_none() -> None:
+    raw = data({**chunk({"content": "a"}, finish="stop"), "usage": {}})
+    raw += data({**chunk(), "usage": {"prompt_tokens": 3, "completion_tokens": 5}})
+    client, _ = make_client(sse_response(Parts(raw)))
+    assert await collect(client) == [TextDelta("a"), Finish("stop"), Usage(3, 5, 8)]
+
+
 async def test_finish_without_done_ends_normally() -> None:
     client, _ = make_client(sse_response(Parts(data(chunk({"content": "a"}, finish="length")))))
     assert await collect(client) == [TextDelta("a"), Finish("length")]

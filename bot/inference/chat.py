@@ -8,45 +8,25 @@ an error object inside the stream or data that is not JSON is an error.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
-import httpx
 from httpx_sse import ServerSentEvent
 
-from bot.errors import InferenceStreamError, InferenceUnavailable
+from bot.errors import InferenceStreamError
+from bot.inference.client import Client
 from bot.inference.events import ChatEvent, Finish, TextDelta, ToolCallDelta, Usage
-from bot.inference.sse import Connection
+from bot.inference.payload import as_dict, as_str, error_details, first_choice, loads
 from bot.inference.translate import clip, stream_error
 
 CHAT_PATH = "/v1/chat/completions"
-DONE = "[DONE]"
 
 
-class InferenceClient:
+class InferenceClient(Client):
     """Chat with one model. The ``httpx.AsyncClient`` is the caller's to create and close."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        *,
-        base_url: str,
-        api_key: str,
-        model: str,
-        idle_timeout: float = 30.0,
-        deadline: float = 300.0,
-    ) -> None:
-        self.model = model
-        self._connection = Connection(
-            http, base_url=base_url, api_key=api_key, idle_timeout=idle_timeout, deadline=deadline
-        )
-
-    def __repr__(self) -> str:
-        return f"InferenceClient({self._connection!r}, model={self.model!r})"
-
-    async def stream_chat(
+    def stream_chat(
         self,
         messages: Sequence[Mapping[str, Any]],
         *,
@@ -56,18 +36,7 @@ class InferenceClient:
     ) -> AsyncGenerator[ChatEvent, None]:
         """Yield the answer as it is written; raises ``InferenceError`` subclasses only."""
         body = self._body(messages, tools=tools, max_tokens=max_tokens, temperature=temperature)
-        finished = False
-        async with contextlib.aclosing(self._connection.events(CHAT_PATH, body)) as events:
-            async for sse in events:
-                decoded = decode_event(sse)
-                if decoded is None:
-                    return
-                for event in decoded:
-                    finished = finished or isinstance(event, Finish)
-                    yield event
-        # A clean close after a finish_reason is a complete answer; before one it is not.
-        if not finished:
-            raise InferenceUnavailable("stream ended early")
+        return self._stream(CHAT_PATH, body, decode_event, final=_is_finish)
 
     async def complete(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int = 1) -> str:
         """One non-streaming completion (a cheap health check); returns the text."""
@@ -75,9 +44,7 @@ class InferenceClient:
         reply = await self._connection.post(CHAT_PATH, body)
         if not isinstance(reply, dict) or not isinstance(reply.get("choices"), list):
             raise InferenceStreamError(f"no choices in the reply: {clip(json.dumps(reply))!r}")
-        message = first_choice(reply).get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        return content if isinstance(content, str) else ""
+        return as_str(as_dict(first_choice(reply).get("message")).get("content"))
 
     def _body(
         self,
@@ -103,16 +70,17 @@ class InferenceClient:
         return body
 
 
-def decode_event(sse: ServerSentEvent) -> list[ChatEvent] | None:
-    """The chat events in one SSE event; None at ``[DONE]``. Raises on in-stream errors."""
+def decode_event(sse: ServerSentEvent) -> list[ChatEvent]:
+    """The chat events in one SSE event. Raises on an error sent inside the stream."""
     data = sse.data.strip()
     if sse.event == "error":
-        raise stream_error(_loads_or_text(data))
+        raise stream_error(error_details(data))
     if not data:
         return []
-    if data == DONE:
-        return None
-    return decode_chunk(_loads(data))
+    chunk = loads(data)
+    if chunk is None:
+        raise InferenceStreamError(f"could not read a stream event: {clip(data)!r}")
+    return decode_chunk(chunk)
 
 
 def decode_chunk(chunk: Mapping[str, Any]) -> list[ChatEvent]:
@@ -124,17 +92,8 @@ def decode_chunk(chunk: Mapping[str, Any]) -> list[ChatEvent]:
     reason = choice.get("finish_reason")
     if isinstance(reason, str) and reason:
         events.append(Finish(reason))
-    usage = parse_usage(chunk.get("usage"))
+    usage = Usage.parse(chunk.get("usage"))
     return [*events, usage] if usage else events
-
-
-def parse_usage(value: object) -> Usage | None:
-    """``usage`` as Heroku sends it; None when absent or empty (``{}``)."""
-    if not isinstance(value, dict) or not value:
-        return None
-    prompt, completion = _int(value.get("prompt_tokens")), _int(value.get("completion_tokens"))
-    total = value.get("total_tokens")
-    return Usage(prompt, completion, _int(total) if total is not None else prompt + completion)
 
 
 def _delta_events(delta: Mapping[str, Any]) -> list[ChatEvent]:
@@ -151,8 +110,7 @@ def _delta_events(delta: Mapping[str, Any]) -> list[ChatEvent]:
 
 
 def _tool_call_delta(call: Mapping[str, Any], position: int) -> ToolCallDelta:
-    function = call.get("function")
-    function = function if isinstance(function, dict) else {}
+    function = as_dict(call.get("function"))
     index, name, arguments = call.get("index"), function.get("name"), function.get("arguments")
     return ToolCallDelta(
         index=index if isinstance(index, int) else position,
@@ -162,28 +120,5 @@ def _tool_call_delta(call: Mapping[str, Any], position: int) -> ToolCallDelta:
     )
 
 
-def first_choice(chunk: object) -> dict[str, Any]:
-    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-    first = choices[0] if isinstance(choices, list) and choices else None
-    return first if isinstance(first, dict) else {}
-
-
-def _loads(data: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise InferenceStreamError(f"could not read a stream event: {clip(data)!r}")
-    return value
-
-
-def _loads_or_text(data: str) -> object:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data or "no details"
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
+def _is_finish(event: ChatEvent) -> bool:
+    return isinstance(event, Finish)

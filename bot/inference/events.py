@@ -31,9 +31,20 @@ class ToolCallDelta:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens one request used. Both APIs send it in the same shape, so it reads itself."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+    @classmethod
+    def parse(cls, value: object) -> Usage | None:
+        """``usage`` as Heroku sends it; None when absent or empty (``{}``)."""
+        if not isinstance(value, dict) or not value:
+            return None
+        prompt, completion = _int(value.get("prompt_tokens")), _int(value.get("completion_tokens"))
+        total = value.get("total_tokens")
+        return cls(prompt, completion, _int(total) if total is not None else prompt + completion)
 
 
 @dataclass(frozen=True)
@@ -87,3 +98,7 @@ class AgentUnknown:
 
 
 AgentEvent = AgentMessage | AgentToolResult | AgentError | AgentUnknown
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
