@@ -8,23 +8,36 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 
 from bot.shell.render import message_lines, plain
+from bot.state import keys
+from bot.state.requests import RequestStore, RunRecord
 from tests.conftest import INFERENCE_KEY
 from tests.fakes import FakeInference
+from tests.fakes.sse import agent_completion
 from tests.test_runbooks import SAMPLE
 from tests.test_runs import migrate_events
+
+# The runbooks file the repository ships: U012ALICE approves, migrate needs approval.
+SHIPPED = (Path(__file__).parent.parent / "runbooks.toml").read_text()
+ALICE, CAROL, DAVE = "U012ALICE", "U0CAROL", "U0DAVE"
 
 # Several subprocesses, each starting the whole bot: give them room on a slow machine.
 pytestmark = pytest.mark.timeout(120)
 
 
 async def shell(
-    tmp_path: Path, inference: FakeInference | None, *lines: str, args: tuple[str, ...] = ()
+    tmp_path: Path,
+    inference: FakeInference | None,
+    *lines: str,
+    args: tuple[str, ...] = (),
+    redis_url: str | None = None,
+    runbooks_text: str = SAMPLE,
 ) -> tuple[int, str, str]:
     """Run the shell with ``lines`` on stdin until EOF; returns exit code, stdout, stderr."""
     runbooks = tmp_path / "runbooks.toml"
-    runbooks.write_text(SAMPLE)
+    runbooks.write_text(runbooks_text)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -33,6 +46,8 @@ async def shell(
     env["RUNBOOKS_FILE"] = str(runbooks)
     if inference is not None:
         env |= {"INFERENCE_URL": inference.base_url, "INFERENCE_KEY": INFERENCE_KEY}
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -135,3 +150,172 @@ def test_slack_markup_is_readable_in_a_terminal() -> None:
         },
     ]
     assert message_lines("fallback", blocks) == ["**Done**", "[Cancel]  → type /cancel"]
+
+
+# -- two people, two terminals, one Redis ------------------------------------------------
+
+
+async def session(
+    tmp_path: Path, inference: FakeInference, redis_url: str, user: str, *lines: str
+) -> str:
+    """One person's shell on the shared Redis, with the shipped runbooks; its stdout."""
+    code, out, err = await shell(
+        tmp_path,
+        inference,
+        *lines,
+        args=("--user", user),
+        redis_url=redis_url,
+        runbooks_text=SHIPPED,
+    )
+    assert code == 0, err
+    assert "Traceback" not in err
+    return out
+
+
+async def requests_in(redis_url: str) -> dict[str, RunRecord]:
+    """The requests stored in the shared Redis, by their app value (or runbook)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        records = await RequestStore(client).recent()
+    finally:
+        await client.aclose()
+    return {r.values.get("app", r.runbook): r for r in records}
+
+
+async def audit_users(redis_url: str) -> list[tuple[str, str]]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries = await client.xrange(keys.audit_log())
+    finally:
+        await client.aclose()
+    return [(fields.get("action", ""), fields.get("user", "")) for _, fields in entries]
+
+
+async def test_a_second_session_approves_the_one_request_waiting(
+    tmp_path: Path, inference: FakeInference, redis_url: str
+) -> None:
+    out_a = await session(tmp_path, inference, redis_url, CAROL, "/run migrate app=shop-staging")
+    assert "requests runbook *migrate*" in out_a
+    assert inference.agent_requests == []
+
+    inference.agent_events(migrate_events(), delay=0.4)
+    out_b = await session(tmp_path, inference, redis_url, ALICE, "/approve")
+    request = (await requests_in(redis_url))["shop-staging"]
+    assert f"· approving {request.id[:8]} migrate app=shop-staging · @U0CAROL in #C0SHELL" in out_b
+    # The card, updated by this session's decision, shows here with the run it started.
+    assert "approved by @U012ALICE" in out_b
+    assert "All 3 migrations applied to shop-staging." in out_b
+    [run] = inference.agent_requests
+    assert run.json["tools"][0]["runtime_params"]["target_app_name"] == "shop-staging"
+    assert request.state == "succeeded"
+    assert request.by("approved") == ALICE
+    assert ("approved", ALICE) in await audit_users(redis_url)
+
+
+async def test_several_waiting_are_listed_oldest_first_and_picked_by_number_or_id(
+    tmp_path: Path, inference: FakeInference, redis_url: str
+) -> None:
+    await session(
+        tmp_path,
+        inference,
+        redis_url,
+        CAROL,
+        "/run migrate app=shop-staging",
+        "/run migrate app=shop-production",
+    )
+    waiting = await requests_in(redis_url)
+    staging, production = waiting["shop-staging"], waiting["shop-production"]
+
+    inference.agent_events([("message", agent_completion("Migrated.")), ("done", "[DONE]")])
+    out = await session(
+        tmp_path,
+        inference,
+        redis_url,
+        ALICE,
+        "/approve 2",  # no list shown yet: a number means nothing
+        "/approve",
+        "/approve 2",
+        f"/deny {staging.id[:5]}",
+    )
+    assert "no request 2 on a list shown here: type /approve to list them" in out
+    listed = out.index("2 requests wait for your approval")
+    assert out.index("type /approve N or /deny N with a number from this list") > listed
+    first = out.index(f"  1. {staging.id[:8]} migrate app=shop-staging · @U0CAROL")
+    second = out.index(f"  2. {production.id[:8]} migrate app=shop-production · @U0CAROL")
+    approving = out.index(f"· approving {production.id[:8]} migrate app=shop-production")
+    assert listed < first < second < approving
+    assert f"· denying {staging.id[:8]} migrate app=shop-staging" in out
+    [run] = inference.agent_requests
+    assert run.json["tools"][0]["runtime_params"]["target_app_name"] == "shop-production"
+    after = await requests_in(redis_url)
+    assert (after["shop-production"].state, after["shop-production"].by("approved")) == (
+        "succeeded",
+        ALICE,
+    )
+    assert (after["shop-staging"].state, after["shop-staging"].by("denied")) == ("denied", ALICE)
+
+
+async def test_nothing_waiting_is_said_plainly_and_own_requests_can_be_withdrawn(
+    tmp_path: Path, inference: FakeInference, redis_url: str
+) -> None:
+    # Alice approves others' requests but not her own (allow_self_approval = false).
+    await session(tmp_path, inference, redis_url, ALICE, "/run migrate app=shop-staging")
+    out = await session(
+        tmp_path, inference, redis_url, ALICE, "/approve", "/deny", "/start", "/withdraw"
+    )
+    assert "no card on screen offers /approve, and no request is waiting for your approval" in out
+    assert "no card on screen offers /deny, and no request is waiting for your approval" in out
+    # migrate needs an approver: Run is for requests that don't.
+    assert "no card on screen offers /start, and you have no request waiting for Run" in out
+    request = (await requests_in(redis_url))["shop-staging"]
+    assert f"· withdrawing {request.id[:8]} migrate app=shop-staging · @U012ALICE" in out
+    assert (request.state, request.by("withdrawn")) == ("withdrawn", ALICE)
+    assert "Withdrawn by @U012ALICE" in out  # the card, updated where the click came from
+    assert inference.agent_requests == []
+
+
+async def test_non_approvers_in_a_second_session_change_nothing(
+    tmp_path: Path, inference: FakeInference, redis_url: str
+) -> None:
+    await session(tmp_path, inference, redis_url, CAROL, "/run migrate app=shop-staging")
+    inference.agent_events(migrate_events())
+    out = await session(
+        tmp_path,
+        inference,
+        redis_url,
+        DAVE,
+        "/approve",
+        "/deny",
+        "/as U0CAROL",  # the requester in another terminal: not an approver either
+        "/approve",
+        "/as U012ALICE",
+        "/approve",
+    )
+    nothing = "no request is waiting for your approval"
+    assert out.count(nothing) == 3
+    assert out.rindex(nothing) < out.index("· approving")  # it was still waiting for Alice
+    request = (await requests_in(redis_url))["shop-staging"]
+    assert (request.state, request.by("approved")) == ("succeeded", ALICE)
+    assert len(inference.agent_requests) == 1
+    deciders = {user for action, user in await audit_users(redis_url) if action != "requested"}
+    assert DAVE not in deciders
+    assert CAROL not in deciders
+
+
+async def test_a_proposal_is_started_from_the_askers_other_session(
+    tmp_path: Path, inference: FakeInference, redis_url: str
+) -> None:
+    inference.reply_tool_calls(
+        [("db-health", '{"app": "shop-staging"}')], text="A health check would tell."
+    )
+    out_a = await session(tmp_path, inference, redis_url, CAROL, "is staging's database slow?")
+    assert "[Run] [Withdraw]" in out_a
+
+    inference.agent_events([("message", agent_completion("No slow queries.")), ("done", "[DONE]")])
+    out_b = await session(tmp_path, inference, redis_url, CAROL, "/start")
+    request = (await requests_in(redis_url))["shop-staging"]
+    assert f"· starting {request.id[:8]} db-health app=shop-staging · @U0CAROL" in out_b
+    assert "No slow queries." in out_b
+    [run] = inference.agent_requests
+    assert run.json["tools"][0]["name"] == "postgres_run_query"
+    assert (request.state, request.by("approved")) == ("succeeded", CAROL)

@@ -100,9 +100,17 @@ class ConsoleSlack:
         return f"{self.root_url}/response/{user}"
 
     def next_ts(self) -> str:
-        """Message timestamps for the bot's posts and the person's messages, in one order."""
-        self._clock += 1
-        return f"{int(time.time())}.{self._clock:06d}"
+        """Message timestamps for the bot's posts and the person's messages, in one order.
+
+        Microseconds of the clock, as Slack's are: a card another shell on the same Redis
+        posted keeps a timestamp no message of this one takes.
+        """
+        self._clock = max(self._clock + 1, time.time_ns() // 1000)
+        return f"{self._clock // 1_000_000}.{self._clock % 1_000_000:06d}"
+
+    def watch(self, request_id: str, channel: str, ts: str) -> None:
+        """Track a card another session posted, clicked for from here, as if it were on screen."""
+        self.cards.setdefault(request_id, Card(request_id, channel, ts))
 
     # -- HTTP --------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 Waiting after each line keeps piped input in step with the bot (``/approve`` needs the card
 the previous ``/run`` posted) and keeps the prompt from landing inside an answer. The bot
 is quiet when no listener is running, it has made no Slack call for a moment, and no run it
-started is still going.
+started or clicked for is still going.
+
+A button command clicks the newest card on screen with that button. With none on screen
+(another terminal posted it), it clicks for a request waiting in the store: ``waiting.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.app import Runtime
 from bot.errors import BotError
+from bot.notices import describe
 from bot.shell import payloads
 from bot.shell.console import Card, ConsoleSlack
 from bot.shell.render import BUTTON_COMMANDS, Screen
+from bot.shell.waiting import OFFERED, Offers, is_number
 
 QUIET_SECONDS = 0.3
 POLL_SECONDS = 0.05
@@ -31,6 +36,8 @@ HELP = [
     "Type a question to ask it (follow-ups continue the conversation), or:",
     "  /run help · /run <runbook> key=value …   what Slack's /run does",
     "  /approve · /deny · /withdraw · /start · /cancel [id]   click a card's button",
+    "      no card on screen: /approve, /deny, /withdraw, /start act on the one request",
+    "      waiting for you, or list several: /approve 2 picks one (or an id prefix)",
     "  /as U0BOB   be someone else (approvers need their Slack user id)",
     "  /new        start a new conversation",
     "  /quit       or Ctrl-D",
@@ -77,6 +84,7 @@ class Shell:
         self._console = console
         self._screen: Screen = console.screen
         self._requests = runtime.requests
+        self._offers = Offers(runtime.runs)
         self._thread: str | None = None
         self._sent_at = 0.0
 
@@ -128,17 +136,34 @@ class Shell:
         await self._dispatch(payloads.slash_command(self.user, self.channel, text, url))
 
     async def _click(self, action_id: str, wanted: str) -> None:
-        card = self._card_with(action_id, wanted)
-        if card is None:
-            command = BUTTON_COMMANDS[action_id]
+        command = BUTTON_COMMANDS[action_id]
+        listed = action_id in OFFERED and is_number(wanted)  # a line of a list, not an id
+        card = None if listed else self._card_with(action_id, wanted)
+        if card is not None:
+            await self._press(action_id, card.buttons[action_id], card.channel, card.ts)
+        elif action_id in OFFERED:
+            await self._click_waiting(action_id, command, wanted)
+        else:
             self._screen.note(
                 f"no card on screen offers {command}" + (f" {wanted}" if wanted else "")
             )
+
+    async def _click_waiting(self, action_id: str, command: str, wanted: str) -> None:
+        try:
+            pick = await self._offers.pick(self.user, action_id, command, wanted)
+        except BotError as exc:
+            self._screen.note(describe(exc))
             return
+        self._screen.show("· ", pick.lines)
+        if pick.record is not None:
+            record = pick.record
+            # Watched like this session's own cards: the prompt waits for the run it starts.
+            self._console.watch(record.id, record.channel, record.card_ts)
+            await self._press(action_id, record.id, record.channel, record.card_ts)
+
+    async def _press(self, action_id: str, request_id: str, channel: str, card_ts: str) -> None:
         url = self._console.response_url(self.user)
-        body = payloads.button_click(
-            self.user, card.channel, card.ts, action_id, card.buttons[action_id], url
-        )
+        body = payloads.button_click(self.user, channel, card_ts, action_id, request_id, url)
         await self._dispatch(body)
 
     def _card_with(self, action_id: str, wanted: str) -> Card | None:
@@ -155,6 +180,7 @@ class Shell:
             self._screen.note("usage: /as U0BOB (a Slack user id)")
             return
         self.user, self._thread = user, None
+        self._offers.forget()
         self._screen.note(f"you are now {user}")
 
     async def _dispatch(self, body: payloads.Json) -> None:
