@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 import httpx
@@ -186,7 +187,13 @@ async def build_runtime(
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
     answerer = Answerer(
         store,
-        _inference(settings, http),
+        _model_client(
+            InferenceClient,
+            settings,
+            http,
+            idle=settings.copilot_idle_timeout,
+            deadline=settings.copilot_answer_deadline,
+        ),
         replier,
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
@@ -248,7 +255,13 @@ def _runs(
     board = CardWriter(slack)
     executor = Executor(
         requests=requests,
-        agents=_agents(settings, http),
+        agents=_model_client(
+            AgentsClient,
+            settings,
+            http,
+            idle=settings.copilot_run_idle_timeout,
+            deadline=settings.copilot_run_deadline,
+        ),
         slack=slack,
         board=board,
         work=work,
@@ -265,25 +278,20 @@ def _runs(
     )
 
 
-def _agents(settings: Settings, http: httpx.AsyncClient) -> AgentsClient:
-    return AgentsClient(
+_Model = TypeVar("_Model", InferenceClient, AgentsClient)
+
+
+def _model_client(
+    kind: type[_Model], settings: Settings, http: httpx.AsyncClient, *, idle: float, deadline: float
+) -> _Model:
+    """A client of the configured model; chat answers and agent runs keep their own pace."""
+    return kind(
         http,
         base_url=settings.inference_url,
         api_key=_secret(settings.inference_key) or "",
         model=settings.inference_model_id,
-        idle_timeout=settings.copilot_run_idle_timeout,
-        deadline=settings.copilot_run_deadline,
-    )
-
-
-def _inference(settings: Settings, http: httpx.AsyncClient) -> InferenceClient:
-    return InferenceClient(
-        http,
-        base_url=settings.inference_url,
-        api_key=_secret(settings.inference_key) or "",
-        model=settings.inference_model_id,
-        idle_timeout=settings.copilot_idle_timeout,
-        deadline=settings.copilot_answer_deadline,
+        idle_timeout=idle,
+        deadline=deadline,
     )
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
+from bot.runs import RunRecord
+from bot.runs.requests import Requests
 from bot.shell.render import message_lines, plain
 from bot.state import keys
-from bot.state.requests import RequestStore, RunRecord
+from bot.state.requests import RequestStore
 from tests.conftest import INFERENCE_KEY
 from tests.fakes import FakeInference
 from tests.fakes.sse import agent_completion
@@ -176,7 +178,7 @@ async def requests_in(redis_url: str) -> dict[str, RunRecord]:
     """The requests stored in the shared Redis, by their app value (or runbook)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        records = await RequestStore(client).recent()
+        records = await Requests(RequestStore(client)).recent()
     finally:
         await client.aclose()
     return {r.values.get("app", r.runbook): r for r in records}
@@ -208,7 +210,7 @@ async def test_a_second_session_approves_the_one_request_waiting(
     [run] = inference.agent_requests
     assert run.json["tools"][0]["runtime_params"]["target_app_name"] == "shop-staging"
     assert request.state == "succeeded"
-    assert request.by("approved") == ALICE
+    assert request.decided_by == ALICE
     assert ("approved", ALICE) in await audit_users(redis_url)
 
 
@@ -248,11 +250,11 @@ async def test_several_waiting_are_listed_oldest_first_and_picked_by_number_or_i
     [run] = inference.agent_requests
     assert run.json["tools"][0]["runtime_params"]["target_app_name"] == "shop-production"
     after = await requests_in(redis_url)
-    assert (after["shop-production"].state, after["shop-production"].by("approved")) == (
+    assert (after["shop-production"].state, after["shop-production"].decided_by) == (
         "succeeded",
         ALICE,
     )
-    assert (after["shop-staging"].state, after["shop-staging"].by("denied")) == ("denied", ALICE)
+    assert (after["shop-staging"].state, after["shop-staging"].decided_by) == ("denied", ALICE)
 
 
 async def test_nothing_waiting_is_said_plainly_and_own_requests_can_be_withdrawn(
@@ -269,7 +271,7 @@ async def test_nothing_waiting_is_said_plainly_and_own_requests_can_be_withdrawn
     assert "no card on screen offers /start, and you have no request waiting for Run" in out
     request = (await requests_in(redis_url))["shop-staging"]
     assert f"· withdrawing {request.id[:8]} migrate app=shop-staging · @U012ALICE" in out
-    assert (request.state, request.by("withdrawn")) == ("withdrawn", ALICE)
+    assert (request.state, request.decided_by) == ("withdrawn", ALICE)
     assert "Withdrawn by @U012ALICE" in out  # the card, updated where the click came from
     assert inference.agent_requests == []
 
@@ -295,7 +297,7 @@ async def test_non_approvers_in_a_second_session_change_nothing(
     assert out.count(nothing) == 3
     assert out.rindex(nothing) < out.index("· approving")  # it was still waiting for Alice
     request = (await requests_in(redis_url))["shop-staging"]
-    assert (request.state, request.by("approved")) == ("succeeded", ALICE)
+    assert (request.state, request.decided_by) == ("succeeded", ALICE)
     assert len(inference.agent_requests) == 1
     deciders = {user for action, user in await audit_users(redis_url) if action != "requested"}
     assert DAVE not in deciders
@@ -318,4 +320,4 @@ async def test_a_proposal_is_started_from_the_askers_other_session(
     assert "No slow queries." in out_b
     [run] = inference.agent_requests
     assert run.json["tools"][0]["name"] == "postgres_run_query"
-    assert (request.state, request.by("approved")) == ("succeeded", CAROL)
+    assert (request.state, request.decided_by) == ("succeeded", CAROL)

@@ -55,7 +55,7 @@ class Replier:
     """Opens replies; remembers channels that refused native streaming, so we ask once."""
 
     client: AsyncWebClient
-    budget: SlackBudget | None = None
+    budget: SlackBudget
     limit_bytes: int = blocks.MESSAGE_BYTES
     native: bool = True
     no_stream_channels: set[str] = field(default_factory=set)
@@ -67,8 +67,6 @@ class Replier:
     update_wait: float = 0.25
 
     async def pace(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
-        if self.budget is None:
-            return True
         return await self.budget.take(method, scope, max_wait)
 
     def open(self, place: Place) -> ThreadReply:

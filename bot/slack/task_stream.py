@@ -35,7 +35,7 @@ class TaskStream:
         channel: str,
         thread_ts: str,
         recipient: Recipient,
-        budget: SlackBudget | None = None,
+        budget: SlackBudget,
     ) -> None:
         self._slack = slack
         self._channel = channel
@@ -95,8 +95,7 @@ class TaskStream:
         return await self._request(method, **params) is not None
 
     async def _request(self, method: str, **params: Any) -> Any:
-        if self._budget is not None:
-            await self._budget.take(method)
+        await self._budget.take(method)
         try:
             async with slack_errors(method):
                 return await self._slack.api_call(method, json=params)
