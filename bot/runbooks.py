@@ -89,6 +89,12 @@ class Policy(BaseModel):
     channels: list[str] = Field(default_factory=list)
     approval_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
     allow_self_approval: bool = False
+    # Limits that hold across every process of the app (counted in Redis).
+    max_runs_per_user_per_hour: int = Field(default=20, ge=1, le=10_000)
+    max_runs_in_flight: int = Field(default=10, ge=1, le=1_000)
+    max_questions_per_user_per_minute: int = Field(default=10, ge=1, le=1_000)
+    # Slack Connect users from other workspaces, and guests, get one polite refusal.
+    allow_external_users: bool = False
 
 
 class Runbook(BaseModel):
