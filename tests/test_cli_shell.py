@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.shell.render import message_lines, plain
-from tests.conftest import INFERENCE_KEY
 from tests.fakes import FakeInference
-from tests.test_runbooks import SAMPLE
-from tests.test_runs import migrate_events
+from tests.rig import INFERENCE_KEY
+from tests.scenarios import SAMPLE, migrate_events
 
 # Several subprocesses, each starting the whole bot: give them room on a slow machine.
 pytestmark = pytest.mark.timeout(120)
