@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import redis
 
 from bot.runbooks import Catalog, load_catalog
 from tests.fakes import FakeInference, FakeSlack
-from tests.processes import BotProcess, redis_command, wait_for_redis
+from tests.processes import BotProcess, redis_command, spawn_bot, wait_for_redis
 from tests.rig import BOT_TOKEN, INFERENCE_KEY, BotUnderTest, serve, settings_for
 from tests.scenarios import CAROL, SAMPLE
 
@@ -79,14 +78,8 @@ async def start(tmp_path: Path) -> AsyncIterator[Callable[[dict[str, str]], Awai
     procs: list[asyncio.subprocess.Process] = []
 
     async def launch(env: dict[str, str]) -> BotProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+        proc = await spawn_bot(
+            env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
         procs.append(proc)
         return BotProcess(proc, int(env["PORT"]))

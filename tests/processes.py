@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +60,21 @@ def wait_for_redis(url: str, **options: Any) -> None:
 
 
 # -- python -m bot -------------------------------------------------------------------------
+
+
+async def spawn_bot(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> asyncio.subprocess.Process:
+    """``python -m bot`` with ``args`` and only ``env``; a pipe is ``asyncio.subprocess.PIPE``."""
+    argv = (sys.executable, "-m", "bot", *args)
+    return await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr
+    )
 
 
 class BotProcess:

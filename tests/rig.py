@@ -53,7 +53,7 @@ class BotUnderTest:
         sent = {"content-type": content_type, "x-slack-request-timestamp": ts}
         if signed:
             verifier = SignatureVerifier(SIGNING_SECRET)
-            sent["x-slack-signature"] = verifier.generate_signature(timestamp=ts, body=body)
+            sent["x-slack-signature"] = verifier.generate_signature(timestamp=ts, body=body) or ""
         sent.update(headers or {})
         return await self.http.post(f"{self.url}/slack/events", content=body, headers=sent)
 

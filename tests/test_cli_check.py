@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from bot.check import Finding
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.loopback import Loopback
 from tests.ports import reserve_port
+from tests.processes import spawn_bot
 from tests.rig import BOT_TOKEN, INFERENCE_KEY, SIGNING_SECRET, connections
 from tests.scenarios import SAMPLE
 
@@ -154,16 +154,8 @@ async def test_missing_scopes_are_named(values: dict[str, Any], scoped_slack: st
 
 
 async def run_cli(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "check",
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    pipe = asyncio.subprocess.PIPE
+    proc = await spawn_bot("check", env=env, cwd=cwd, stdout=pipe, stderr=pipe)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode(), err.decode()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.shell.render import message_lines, plain
 from tests.fakes import FakeInference
+from tests.processes import spawn_bot
 from tests.rig import INFERENCE_KEY
 from tests.scenarios import SAMPLE, migrate_events
 
@@ -32,18 +32,10 @@ async def shell(
     env["RUNBOOKS_FILE"] = str(runbooks)
     if inference is not None:
         env |= {"INFERENCE_URL": inference.base_url, "INFERENCE_KEY": INFERENCE_KEY}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "shell",
-        *args,
-        env=env,
-        cwd=tmp_path,  # no .env file here
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    pipe = asyncio.subprocess.PIPE
+    proc = await spawn_bot(
+        "shell", *args, env=env, cwd=tmp_path, stdin=pipe, stdout=pipe, stderr=pipe
+    )  # cwd: no .env file there
     stdin = "".join(f"{line}\n" for line in lines).encode()
     out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
     return proc.returncode or 0, out.decode(), err.decode()
