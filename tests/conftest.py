@@ -1,8 +1,15 @@
 """Fixtures of the test rig: a real redis-server, fake Slack and Inference servers, and the
 real bot, served in this process (``bot``, ``act``) or started as ``python -m bot`` (``start``).
 
-What the fixtures are made of lives in modules tests import too: ``tests/rig.py`` (the bot
-in this process), ``tests/processes.py`` (child processes), ``tests/scenarios.py``.
+Tests import the pieces from plain modules, never from this file or from one another:
+
+- ``tests/rig.py``: the bot served in this process, with settings pointing at the fakes;
+- ``tests/scenarios.py``: people, channel, Slack events, the sample runbooks, and reading
+  answers, cards and runs back from the fake Slack;
+- ``tests/processes.py``: redis-server and ``python -m bot`` as child processes;
+- ``tests/ports.py``: the ports those children listen on;
+- ``tests/transport.py``: httpx ``MockTransport`` pieces for byte-level tests;
+- ``tests/fakes/``: ``FakeSlack`` and ``FakeInference``.
 """
 
 from __future__ import annotations

@@ -33,9 +33,10 @@ async def shell(
     if inference is not None:
         env |= {"INFERENCE_URL": inference.base_url, "INFERENCE_KEY": INFERENCE_KEY}
     pipe = asyncio.subprocess.PIPE
+    # In tmp_path, where no .env file is: the settings are env's alone.
     proc = await spawn_bot(
         "shell", *args, env=env, cwd=tmp_path, stdin=pipe, stdout=pipe, stderr=pipe
-    )  # cwd: no .env file there
+    )
     stdin = "".join(f"{line}\n" for line in lines).encode()
     out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
     return proc.returncode or 0, out.decode(), err.decode()
