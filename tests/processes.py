@@ -1,4 +1,5 @@
-"""Running the bot as a real process, and talking to it as Slack does."""
+"""The child processes tests start: redis-server, and the bot itself (``python -m bot``),
+with ways to talk to a bot process as Slack does."""
 
 from __future__ import annotations
 
@@ -6,17 +7,74 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
+import httpx
+import redis
 from slack_sdk.signature import SignatureVerifier
 
-from tests.conftest import BOT_TOKEN, INFERENCE_KEY, NO_RUNBOOKS, SIGNING_SECRET
 from tests.fakes import FakeInference, FakeSlack
+from tests.ports import reserve_port
+from tests.rig import BOT_TOKEN, INFERENCE_KEY, NO_RUNBOOKS, SIGNING_SECRET
+from tests.scenarios import CHANNEL, answer_in, mention
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A model stream that sends one chunk of text and then nothing, for answers cut off midway.
+STALL = [b'data: {"choices":[{"index":0,"delta":{"content":"Partial"}}]}\n\n']
+
+
+# -- redis-server --------------------------------------------------------------------------
+
+
+def redis_command() -> tuple[str, list[str]]:
+    """A throwaway redis-server on a reserved loopback port: its URL and its command line."""
+    port = reserve_port()
+    workdir = tempfile.mkdtemp(prefix="copilot-redis-")
+    binary = shutil.which("redis-server") or "redis-server"
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", workdir]  # fmt: skip
+    return f"redis://127.0.0.1:{port}/0", argv
+
+
+def wait_for_redis(url: str, **options: Any) -> None:
+    client = redis.Redis.from_url(url, **options)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            client.close()
+
+
+# -- python -m bot -------------------------------------------------------------------------
+
+
+async def spawn_bot(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> asyncio.subprocess.Process:
+    """``python -m bot`` with ``args`` and only ``env``; a pipe is ``asyncio.subprocess.PIPE``."""
+    argv = (sys.executable, "-m", "bot", *args)
+    return await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr
+    )
 
 
 class BotProcess:
@@ -52,13 +110,9 @@ class BotProcess:
 
 
 def bot_env(
-    slack: FakeSlack,
-    inference: FakeInference,
-    redis_url: str,
-    port: int,
-    tmp_path: Path,
-    **extra: str,
+    slack: FakeSlack, inference: FakeInference, redis_url: str, **extra: str
 ) -> dict[str, str]:
+    """The environment of a bot process pointed at the fakes, serving on a reserved port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "INFERENCE_"))}
     env.update(
         SLACK_BOT_TOKEN=BOT_TOKEN,
@@ -67,13 +121,25 @@ def bot_env(
         INFERENCE_URL=inference.base_url,
         INFERENCE_KEY=INFERENCE_KEY,
         REDIS_URL=redis_url,
-        PORT=str(port),
+        PORT=str(reserve_port()),
         RUNBOOKS_FILE=str(NO_RUNBOOKS),
         PYTHONPATH=str(ROOT),
         COPILOT_UPDATE_INTERVAL="0.05",
     )
     env.update(extra)
     return env
+
+
+def soon_dead_env(slack: FakeSlack, inference: FakeInference, redis_url: str) -> dict[str, str]:
+    """A bot process whose death the others notice within a second or two."""
+    return bot_env(
+        slack,
+        inference,
+        redis_url,
+        COPILOT_HEARTBEAT_INTERVAL="0.2",
+        COPILOT_LOCK_TTL="1",
+        COPILOT_IDLE_TIMEOUT="60",
+    )
 
 
 def signed(event: dict[str, object]) -> tuple[str, dict[str, str]]:
@@ -85,13 +151,7 @@ def signed(event: dict[str, object]) -> tuple[str, dict[str, str]]:
             "event": event,
         }
     )
-    ts = str(int(time.time()))
-    sig = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
-    return body, {
-        "content-type": "application/json",
-        "x-slack-request-timestamp": ts,
-        "x-slack-signature": sig,
-    }
+    return body, _headers(body, "application/json")
 
 
 def signed_form(fields: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -101,5 +161,24 @@ def signed_form(fields: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 def _headers(body: str, content_type: str) -> dict[str, str]:
     ts = str(int(time.time()))
-    sig = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+    sig = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body) or ""
     return {"content-type": content_type, "x-slack-request-timestamp": ts, "x-slack-signature": sig}
+
+
+async def ask_process(url: str, event: dict[str, Any]) -> None:
+    """Deliver ``event`` to the bot process at ``url``, signed, and check it was taken."""
+    body, headers = signed(event)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/slack/events", content=body, headers=headers)
+    assert response.status_code == 200
+
+
+async def answering_stalled(
+    start: Any, env: dict[str, str], slack: FakeSlack, question: str, ts: str
+) -> Any:
+    """A bot process in the middle of an answer whose model has gone quiet."""
+    bot = await start(env)
+    await bot.wait_for_line("serving HTTP")
+    await ask_process(bot.url, mention(question, ts))
+    await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, ts))
+    return bot

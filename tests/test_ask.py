@@ -6,44 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from tests.conftest import BotUnderTest
 from tests.fakes import FakeInference, FakeSlack
-
-CHANNEL = "C0OPS"
-USER = "U0ALICE"
-
-
-def mention(text: str, ts: str, *, thread_ts: str | None = None) -> dict[str, Any]:
-    event = {
-        "type": "app_mention",
-        "user": USER,
-        "text": f"<@U0BOT> {text}",
-        "ts": ts,
-        "channel": CHANNEL,
-        "team": "T0TEAM",
-        "event_ts": ts,
-    }
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
-
-
-def channel_message(
-    text: str, ts: str, *, thread_ts: str | None = None, user: str = USER
-) -> dict[str, Any]:
-    event = {
-        "type": "message",
-        "channel_type": "channel",
-        "user": user,
-        "text": text,
-        "ts": ts,
-        "channel": CHANNEL,
-        "team": "T0TEAM",
-        "event_ts": ts,
-    }
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
+from tests.rig import BotUnderTest
+from tests.scenarios import CHANNEL, USER, channel_message, mention, wait_answer
 
 
 def dm(text: str, ts: str) -> dict[str, Any]:
@@ -59,10 +24,6 @@ def dm(text: str, ts: str) -> dict[str, Any]:
     }
 
 
-def answer_in(slack: FakeSlack, channel: str, thread_ts: str) -> str:
-    return "".join(slack.thread_bodies(channel, thread_ts))
-
-
 def stream_finished(channel: str, thread_ts: str):  # type: ignore[no-untyped-def]
     def check(slack: FakeSlack) -> bool:
         msgs = slack.messages(channel, thread_ts)
@@ -73,10 +34,6 @@ def stream_finished(channel: str, thread_ts: str):  # type: ignore[no-untyped-de
         )
 
     return check
-
-
-async def wait_answer(slack: FakeSlack, channel: str, thread_ts: str, text: str) -> None:
-    await slack.wait_for(lambda s: answer_in(s, channel, thread_ts) == text, timeout=10)
 
 
 async def test_mention_is_answered_in_its_thread_with_native_streaming(

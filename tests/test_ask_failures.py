@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests.conftest import BotUnderTest, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
-from tests.test_ask import CHANNEL, answer_in, mention, wait_answer
+from tests.rig import BotUnderTest, serve, settings_for
+from tests.scenarios import CHANNEL, answer_in, mention, wait_answer
 
 
 async def ask_and_read(bot: BotUnderTest, slack: FakeSlack, ts: str) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from tests.conftest import BotUnderTest, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
-from tests.test_ask import CHANNEL, channel_message, mention, wait_answer
+from tests.rig import BotUnderTest, serve, settings_for
+from tests.scenarios import CHANNEL, channel_message, mention, wait_answer
 
 
 async def test_status_shows_before_the_first_token(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import BotUnderTest, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
-from tests.test_ask import CHANNEL, answer_in, mention, wait_answer
+from tests.rig import BotUnderTest, serve, settings_for
+from tests.scenarios import CHANNEL, answer_in, mention, wait_answer
 
 SLACK_TIERS = {
     "chat.startStream": (20, 4),

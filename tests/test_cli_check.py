@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,12 @@ from aiohttp import web
 
 from bot import check
 from bot.check import Finding
-from tests.conftest import BOT_TOKEN, INFERENCE_KEY, SIGNING_SECRET, _free_port
 from tests.fakes import FakeInference, FakeSlack
-from tests.fakes._server import Loopback
-from tests.test_runbooks import SAMPLE
+from tests.fakes.loopback import Loopback
+from tests.ports import reserve_port
+from tests.processes import spawn_bot
+from tests.rig import BOT_TOKEN, INFERENCE_KEY, SIGNING_SECRET, connections
+from tests.scenarios import SAMPLE
 
 SECRETS = (BOT_TOKEN, INFERENCE_KEY, SIGNING_SECRET, "hunter2")
 
@@ -35,12 +36,7 @@ def values(
 ) -> dict[str, Any]:
     """Settings for a deployment where everything works; each test breaks one of them."""
     return {
-        "slack_bot_token": BOT_TOKEN,
-        "slack_signing_secret": SIGNING_SECRET,
-        "slack_api_url": slack.base_url,
-        "inference_url": inference.base_url,
-        "inference_key": INFERENCE_KEY,
-        "redis_url": redis_url,
+        **connections(slack, inference, redis_url),
         "runbooks_file": str(runbooks),
         "_env_file": None,
     }
@@ -91,7 +87,7 @@ async def test_socket_mode_app_token_is_checked(values: dict[str, Any]) -> None:
 
 
 async def test_redis_on_a_closed_port(values: dict[str, Any]) -> None:
-    url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"
+    url = f"redis://:hunter2@127.0.0.1:{reserve_port()}/0"
     findings = await check.diagnose(**{**values, "redis_url": url})
     assert failed(findings) == ["Redis"]
     assert "REDIS_URL" in row(findings, "Redis").fix
@@ -158,16 +154,8 @@ async def test_missing_scopes_are_named(values: dict[str, Any], scoped_slack: st
 
 
 async def run_cli(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "check",
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    pipe = asyncio.subprocess.PIPE
+    proc = await spawn_bot("check", env=env, cwd=cwd, stdout=pipe, stderr=pipe)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode(), err.decode()
 

@@ -14,7 +14,7 @@ import pytest
 from bot import manifest
 from bot.errors import ConfigError
 from bot.runbooks import Catalog, load_catalog
-from tests.test_runbooks import SAMPLE
+from tests.scenarios import SAMPLE
 
 REPO = Path(__file__).resolve().parent.parent
 URL = "https://shop-copilot.herokuapp.com"
@@ -31,13 +31,6 @@ SETTINGS_KEYS = {
     "token_rotation_enabled",
 }
 COMMAND_KEYS = {"command", "url", "description", "usage_hint", "should_escape"}
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE)
-    return load_catalog(path)
 
 
 def urls_in(value: Any) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,11 @@ from bot.runs.requests import Requests
 from bot.shell.render import message_lines, plain
 from bot.state import keys
 from bot.state.requests import RequestStore
-from tests.conftest import INFERENCE_KEY
 from tests.fakes import FakeInference
 from tests.fakes.sse import agent_completion
-from tests.test_runbooks import SAMPLE
-from tests.test_runs import migrate_events
+from tests.processes import spawn_bot
+from tests.rig import INFERENCE_KEY
+from tests.scenarios import SAMPLE, migrate_events
 
 # The runbooks file the repository ships: U012ALICE approves, migrate needs approval.
 SHIPPED = (Path(__file__).parent.parent / "runbooks.toml").read_text()
@@ -50,17 +49,10 @@ async def shell(
         env |= {"INFERENCE_URL": inference.base_url, "INFERENCE_KEY": INFERENCE_KEY}
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "shell",
-        *args,
-        env=env,
-        cwd=tmp_path,  # no .env file here
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    pipe = asyncio.subprocess.PIPE
+    # In tmp_path, where no .env file is: the settings are env's alone.
+    proc = await spawn_bot(
+        "shell", *args, env=env, cwd=tmp_path, stdin=pipe, stdout=pipe, stderr=pipe
     )
     stdin = "".join(f"{line}\n" for line in lines).encode()
     out, err = await asyncio.wait_for(proc.communicate(stdin), 60)

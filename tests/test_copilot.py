@@ -7,11 +7,19 @@ import json
 
 import pytest
 
-from tests.conftest import BotUnderTest
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import agent_completion
-from tests.test_ask import CHANNEL, answer_in, channel_message, mention
-from tests.test_runs import ALICE, BOB, click, ephemeral_texts
+from tests.rig import BotUnderTest
+from tests.scenarios import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    answer_in,
+    channel_message,
+    click,
+    ephemeral_texts,
+    mention,
+)
 
 THREAD = "50.1"
 

@@ -4,22 +4,18 @@ and how the latest runs ended; drawn on ``app_home_opened`` through the real end
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from bot.runs import RunRecord, RunState
 from bot.runs.requests import Requests
 from bot.state import keys
 from bot.state.requests import RequestStore
-from tests.conftest import BotUnderTest, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
-from tests.test_runbooks import SAMPLE
-from tests.test_runs import (
+from tests.rig import BotUnderTest
+from tests.scenarios import (
     ALICE,
     BOB,
     CAROL,
@@ -34,17 +30,6 @@ from tests.test_runs import (
 TO_DECIDE = "Waiting for your approval"
 ASKED = "Your requests waiting for approval"
 LATEST = "Latest runs"
-
-
-@pytest.fixture
-async def act(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> AsyncIterator[BotUnderTest]:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE)
-    slack.usergroups["S0OPS"] = [CAROL]
-    async with serve(settings_for(slack, inference, redis_url, runbooks_file=str(path))) as bot:
-        yield bot
 
 
 async def open_home(bot: BotUnderTest, slack: FakeSlack, user: str, tab: str = "home") -> None:

@@ -18,7 +18,7 @@ from bot.inference import (
     AgentUnknown,
     Usage,
 )
-from tests.test_inference_chat import KEY, Parts, Recorder, sse_response
+from tests.transport import KEY, Parts, Recorder, sse_response
 
 BODY: dict[str, Any] = {
     "model": "claude-4-5-sonnet",

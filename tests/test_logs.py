@@ -16,11 +16,21 @@ import pytest
 
 from bot import logs
 from bot.config import load_settings
-from tests.conftest import BotUnderTest, _free_port, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import bot_env, signed
-from tests.test_ask import CHANNEL, USER, mention, wait_answer
-from tests.test_runs import BOB, card_text, click, migrate_events, request_id, run
+from tests.rig import BotUnderTest, serve, settings_for
+from tests.scenarios import (
+    BOB,
+    CHANNEL,
+    USER,
+    card_text,
+    click,
+    mention,
+    migrate_events,
+    request_id,
+    run,
+    wait_answer,
+)
 
 MODEL = "claude-4-5-sonnet"
 FOOTER = re.compile(rf"^{MODEL} · 46 tokens · \d+\.\d s$")  # the fakes report 12 + 34 tokens
@@ -155,7 +165,7 @@ async def test_serve_writes_json_lines(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
 ) -> None:
     inference.reply_text("Yes.")
-    bot = await start(bot_env(slack, inference, redis_url, _free_port(), tmp_path))
+    bot = await start(bot_env(slack, inference, redis_url))
     line = json.loads(await bot.wait_for_line("serving HTTP"))
     assert line["level"] == "info" and line["msg"].startswith("serving HTTP on port")
     body, headers = signed(mention("up?", "130.1"))

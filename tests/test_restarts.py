@@ -10,14 +10,11 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import BotUnderTest, _free_port, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import agent_completion
-from tests.processes import bot_env, signed, signed_form
-from tests.test_ask import CHANNEL, answer_in, mention
-from tests.test_runbooks import SAMPLE
-
-STALL = [b'data: {"choices":[{"index":0,"delta":{"content":"Partial"}}]}\n\n']
+from tests.processes import STALL, answering_stalled, bot_env, signed_form, soon_dead_env
+from tests.rig import BotUnderTest, serve, settings_for
+from tests.scenarios import CHANNEL, SAMPLE, answer_in
 
 
 def retry_button(slack: FakeSlack, thread_ts: str) -> str | None:
@@ -41,24 +38,6 @@ async def click_retry(bot: BotUnderTest, slack: FakeSlack, retry_id: str) -> Non
     assert (await bot.action(payload)).status_code == 200
 
 
-async def ask_process(bot: Any, event: dict[str, Any]) -> None:
-    body, headers = signed(event)
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{bot.url}/slack/events", content=body, headers=headers)
-    assert response.status_code == 200
-
-
-async def answering_stalled(
-    start: Any, env: dict[str, str], slack: FakeSlack, question: str, ts: str
-) -> Any:
-    """A bot process in the middle of an answer whose model has gone quiet."""
-    bot = await start(env)
-    await bot.wait_for_line("serving HTTP")
-    await ask_process(bot, mention(question, ts))
-    await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, ts))
-    return bot
-
-
 async def test_sigterm_past_the_grace_marks_the_answer_interrupted_and_retry_works(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
 ) -> None:
@@ -67,8 +46,6 @@ async def test_sigterm_past_the_grace_marks_the_answer_interrupted_and_retry_wor
         slack,
         inference,
         redis_url,
-        _free_port(),
-        tmp_path,
         COPILOT_SHUTDOWN_GRACE="0.5",
         COPILOT_IDLE_TIMEOUT="60",
     )
@@ -91,27 +68,11 @@ async def test_sigterm_past_the_grace_marks_the_answer_interrupted_and_retry_wor
     ]
 
 
-def soon_dead_env(
-    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path
-) -> dict[str, str]:
-    """A bot process whose death the others notice within a second or two."""
-    return bot_env(
-        slack,
-        inference,
-        redis_url,
-        _free_port(),
-        tmp_path,
-        COPILOT_HEARTBEAT_INTERVAL="0.2",
-        COPILOT_LOCK_TTL="1",
-        COPILOT_IDLE_TIMEOUT="60",
-    )
-
-
 async def test_a_crashed_process_is_noticed_by_the_next_one(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
 ) -> None:
     inference.reply_stall(STALL, stall_seconds=30)
-    env = soon_dead_env(slack, inference, redis_url, tmp_path)
+    env = soon_dead_env(slack, inference, redis_url)
     bot = await answering_stalled(start, env, slack, "doomed", "31.1")
     await bot.crash()
 
@@ -152,8 +113,6 @@ async def test_a_run_cut_off_by_a_crash_is_failed_not_retried(
         slack,
         inference,
         redis_url,
-        _free_port(),
-        tmp_path,
         COPILOT_HEARTBEAT_INTERVAL="0.2",
         RUNBOOKS_FILE=str(runbooks),
     )

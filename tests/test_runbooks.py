@@ -9,56 +9,7 @@ import pytest
 from bot.errors import ConfigError, RequestRefused
 from bot.runbooks import Catalog, agent_body, load_catalog
 from bot.runs.invocation import parse
-
-SAMPLE = """
-[policy]
-approvers = ["U0BOB", "S0OPS"]
-approval_ttl_seconds = 600
-
-[runbooks.migrate]
-description = "Run database migrations"
-prompt = "Run the pending database migrations on {app} and summarize the output."
-
-[runbooks.migrate.params.app]
-description = "Target Heroku app"
-choices = ["shop-staging", "shop-production"]
-
-[[runbooks.migrate.tools]]
-type = "heroku_tool"
-name = "dyno_run_command"
-[runbooks.migrate.tools.runtime_params]
-target_app_name = "{app}"
-ttl_seconds = 120
-max_calls = 1
-[runbooks.migrate.tools.runtime_params.tool_params]
-cmd = "python manage.py migrate"
-description = "Runs the database migrations"
-parameters = { type = "object", properties = {} }
-
-[runbooks.logs]
-description = "Read recent logs"
-prompt = "Summarize errors in the last {lines} log lines of {app}."
-approval = false
-
-[runbooks.logs.params.app]
-pattern = "^[a-z0-9-]+$"
-
-[runbooks.logs.params.lines]
-required = false
-default = "200"
-pattern = "^[0-9]{1,4}$"
-
-[[runbooks.logs.tools]]
-type = "mcp"
-name = "mcp-logs/tail"
-"""
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    path = tmp_path / "runbooks.toml"
-    path.write_text(SAMPLE)
-    return load_catalog(path)
+from tests.scenarios import SAMPLE
 
 
 def test_canonical_and_positional_forms(catalog: Catalog) -> None:

@@ -5,116 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import redis
 
-from tests.conftest import BotUnderTest, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
-from tests.fakes.inference import agent_completion, agent_tool_result
-from tests.test_runbooks import SAMPLE
-
-CHANNEL = "C0OPS"
-ALICE, BOB, CAROL, MALLORY = "U0ALICE", "U0BOB", "U0CAROL", "U0MALLORY"
-
-
-async def run(bot: BotUnderTest, slack: FakeSlack, text: str, user: str = ALICE) -> Any:
-    response = await bot.command(
-        command="/run",
-        text=text,
-        user_id=user,
-        team_id="T0TEAM",
-        channel_id=CHANNEL,
-        response_url=slack.response_url(f"cmd-{user}"),
-        trigger_id="1.2",
-    )
-    assert response.status_code == 200
-    return response
-
-
-async def click(bot: BotUnderTest, slack: FakeSlack, action_id: str, value: str, user: str) -> None:
-    card = slack.messages(CHANNEL)[0] if slack.messages(CHANNEL) else None
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "team_id": "T0TEAM"},
-        "team": {"id": "T0TEAM"},
-        "channel": {"id": CHANNEL},
-        "container": {"type": "message", "message_ts": card.ts if card else "0"},
-        "response_url": slack.response_url(f"click-{user}"),
-        "trigger_id": "1.3",
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": f"run:{value}",
-                "value": value,
-                "type": "button",
-                "action_ts": "1.4",
-            }
-        ],
-    }
-    response = await bot.action(payload)
-    assert response.status_code == 200
-
-
-def card_of(slack: FakeSlack) -> Any:
-    return next(m for m in slack.messages(CHANNEL) if m.thread_ts is None)
-
-
-def request_id(slack: FakeSlack) -> str:
-    for block in card_of(slack).blocks:
-        if block["type"] == "actions":
-            return str(block["elements"][0]["value"])
-    raise AssertionError("the card has no buttons")
-
-
-def run_display(slack: FakeSlack) -> str:
-    """Everything the run's thread shows: message text and native task steps."""
-    messages = slack.messages(CHANNEL, card_of(slack).ts)
-    return " ".join(m.body + json.dumps(m.tasks) for m in messages)
-
-
-def card_text(slack: FakeSlack) -> str:
-    return json.dumps(card_of(slack).blocks)
+from tests.fakes.inference import agent_completion
+from tests.rig import BotUnderTest, serve, settings_for
+from tests.scenarios import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
+    MALLORY,
+    SAMPLE,
+    card_of,
+    card_text,
+    click,
+    ephemeral_texts,
+    migrate_events,
+    pending_card,
+    run,
+    run_display,
+)
 
 
 def has_buttons(slack: FakeSlack) -> bool:
     return any(b["type"] == "actions" for b in card_of(slack).blocks)
-
-
-def ephemeral_texts(slack: FakeSlack, user: str) -> str:
-    return " ".join(json.dumps(r) for r in slack.responses_to(f"click-{user}")) + " ".join(
-        json.dumps(r) for r in slack.responses_to(f"cmd-{user}")
-    )
-
-
-async def pending_card(bot: BotUnderTest, slack: FakeSlack) -> str:
-    await run(bot, slack, "migrate app=shop-staging")
-    await slack.wait_for(lambda s: bool(s.messages(CHANNEL)))
-    return request_id(slack)
-
-
-def migrate_events() -> list[tuple[str, str]]:
-    call = {
-        "id": "call_1",
-        "type": "function",
-        "function": {"name": "dyno_run_command", "arguments": "{}"},
-    }
-    return [
-        (
-            "message",
-            agent_completion("Running migrations.", tool_calls=[call], finish_reason="tool_calls"),
-        ),
-        (
-            "message",
-            agent_tool_result(
-                "call_1",
-                "dyno_run_command",
-                "Applied 3 migrations. DATABASE_URL=postgres://u:hunter22@db.internal:5432/x",
-            ),
-        ),
-        ("message", agent_completion("All 3 migrations applied to shop-staging.")),
-        ("done", "[DONE]"),
-    ]
 
 
 async def test_help_lists_runbooks_only_to_the_requester(

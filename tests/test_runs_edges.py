@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.conftest import BotUnderTest
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import agent_completion
-from tests.test_runs import (
+from tests.rig import BotUnderTest
+from tests.scenarios import (
     ALICE,
     BOB,
     MALLORY,

@@ -8,12 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _wait_for_redis, redis_command, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import agent_completion
-from tests.test_ask import CHANNEL, channel_message, mention, wait_answer
-from tests.test_runbooks import SAMPLE
-from tests.test_runs import BOB, CAROL, card_text, click, request_id, run
+from tests.processes import redis_command, wait_for_redis
+from tests.rig import serve, settings_for
+from tests.scenarios import (
+    BOB,
+    CAROL,
+    CHANNEL,
+    SAMPLE,
+    card_text,
+    channel_message,
+    click,
+    mention,
+    request_id,
+    run,
+    wait_answer,
+)
 
 
 async def test_two_instances_answer_each_delivery_once_and_in_order(
@@ -76,7 +87,7 @@ async def test_redis_outage_is_reported_and_recovered_without_restart(
     url, argv = own_redis
     server = _spawn(argv)
     try:
-        _wait_for_redis(url)
+        wait_for_redis(url)
         async with serve(settings_for(slack, inference, url)) as bot:
             inference.reply_text("before")
             await bot.event(mention("one", "70.1"))
@@ -91,7 +102,7 @@ async def test_redis_outage_is_reported_and_recovered_without_restart(
             )
 
             server = _spawn(argv)
-            _wait_for_redis(url)
+            wait_for_redis(url)
             assert (await bot.http.get(f"{bot.url}/healthz")).status_code == 200
             inference.reply_text("after")
             await bot.event(mention("three", "72.1"))

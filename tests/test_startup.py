@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import _free_port
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import bot_env, signed
-from tests.test_ask import CHANNEL, mention
+from tests.scenarios import CHANNEL, mention
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,8 +23,6 @@ async def test_token_refused_by_slack_stops_with_one_line(
         slack,
         inference,
         redis_url,
-        _free_port(),
-        tmp_path,
         SLACK_BOT_TOKEN="xoxb-wrong-token-value",
     )
     bot = await start(env)
@@ -39,8 +36,7 @@ async def test_token_refused_by_slack_stops_with_one_line(
 async def test_unreachable_redis_is_one_line_and_healthz_503(
     slack: FakeSlack, inference: FakeInference, tmp_path: Path, start: Any
 ) -> None:
-    port = _free_port()
-    env = bot_env(slack, inference, "redis://127.0.0.1:1/0", port, tmp_path)
+    env = bot_env(slack, inference, "redis://127.0.0.1:1/0")
     bot = await start(env)
     line = await bot.wait_for_line("Redis is not reachable")
     await bot.wait_for_line("serving HTTP")
@@ -54,7 +50,7 @@ async def test_sigterm_lets_the_answer_in_flight_finish(
 ) -> None:
     answer = " ".join(f"w{i}" for i in range(30))
     inference.reply_text(answer, pieces=30, delay=0.05)  # about 1.5 s of streaming
-    bot = await start(bot_env(slack, inference, redis_url, _free_port(), tmp_path))
+    bot = await start(bot_env(slack, inference, redis_url))
     await bot.wait_for_line("serving HTTP")
     body, headers = signed(mention("long one", "20.1"))
     async with httpx.AsyncClient() as http:
@@ -71,8 +67,7 @@ async def test_socket_mode_answers_without_a_public_url(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
 ) -> None:
     inference.reply_text("Hello over Socket Mode.")
-    port = _free_port()
-    env = bot_env(slack, inference, redis_url, port, tmp_path, SLACK_APP_TOKEN="xapp-test")
+    env = bot_env(slack, inference, redis_url, SLACK_APP_TOKEN="xapp-test")
     del env["SLACK_SIGNING_SECRET"]  # Socket Mode needs none
     bot = await start(env)
     await bot.wait_for_line("connected to Slack in Socket Mode")

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import _free_port, _wait_for_redis, serve, settings_for
 from tests.fakes import FakeInference, FakeSlack
-from tests.test_ask import CHANNEL, mention, wait_answer
+from tests.ports import reserve_port
+from tests.processes import wait_for_redis
+from tests.rig import serve, settings_for
+from tests.scenarios import CHANNEL, mention, wait_answer
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -46,7 +48,7 @@ def tls_redis(tmp_path: Path) -> Iterator[str]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a self-signed certificate")
     cert, key = _self_signed(tmp_path)
-    port = _free_port()
+    port = reserve_port()
     proc = subprocess.Popen(
         [
             "redis-server",
@@ -75,7 +77,7 @@ def tls_redis(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"rediss://127.0.0.1:{port}/0"
-    _wait_for_redis(url, ssl_cert_reqs=None)
+    wait_for_redis(url, ssl_cert_reqs=None)
     yield url
     proc.terminate()
     proc.wait(timeout=10)

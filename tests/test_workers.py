@@ -15,11 +15,10 @@ from bot.conversation import Question
 from bot.state import ThreadStore, connect, keys
 from bot.state.store import Accepted
 from bot.state.work_queue import WorkQueue
-from tests.conftest import _free_port, serve, settings_for, working
 from tests.fakes import FakeInference, FakeSlack
-from tests.processes import bot_env, signed
-from tests.test_ask import CHANNEL, answer_in, channel_message, mention, wait_answer
-from tests.test_restarts import STALL, answering_stalled, soon_dead_env
+from tests.processes import STALL, answering_stalled, ask_process, bot_env, soon_dead_env
+from tests.rig import serve, settings_for, working
+from tests.scenarios import CHANNEL, answer_in, channel_message, mention, wait_answer
 
 
 async def test_the_web_process_queues_and_a_worker_answers(
@@ -138,9 +137,9 @@ async def test_questions_behind_a_crashed_answer_go_to_a_worker(
     inference.reply_stall(STALL, stall_seconds=30)
     inference.reply_text("second answer")
     fast = {"copilot_heartbeat_interval": 0.2, "copilot_lock_ttl": 1}
-    env = soon_dead_env(slack, inference, redis_url, tmp_path)
+    env = soon_dead_env(slack, inference, redis_url)
     bot = await answering_stalled(start, env, slack, "doomed", "77.1")
-    await _ask(bot.url, channel_message("and this?", "77.2", thread_ts="77.1"))
+    await ask_process(bot.url, channel_message("and this?", "77.2", thread_ts="77.1"))
     # This worker sweeps only at its start, while the crashed dyno is still alive, so the
     # web process below is the one that finds the lost answer and hands on the thread.
     worker_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=600, **fast)
@@ -236,23 +235,16 @@ async def _health(url: str) -> dict[str, Any]:
     return body
 
 
-async def _ask(url: str, event: dict[str, Any]) -> None:
-    body, headers = signed(event)
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{url}/slack/events", content=body, headers=headers)
-    assert response.status_code == 200
-
-
 async def test_the_web_process_restarts_a_dead_worker_and_stops_its_workers(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
 ) -> None:
     inference.reply_text("before")
     inference.reply_text("after")
-    env = bot_env(slack, inference, redis_url, _free_port(), tmp_path, COPILOT_WORKERS="1")
+    env = bot_env(slack, inference, redis_url, COPILOT_WORKERS="1")
     bot = await start(env)
     await bot.wait_for_line("serving HTTP")
     [worker] = await _wait_for_children(bot.proc.pid, 1)
-    await _ask(bot.url, mention("q1", "76.1"))
+    await ask_process(bot.url, mention("q1", "76.1"))
     await wait_answer(slack, CHANNEL, "76.1", "before")
 
     assert await _health(bot.url) == {"status": "ok", "redis": "ok", "workers": 1}
@@ -261,7 +253,7 @@ async def test_the_web_process_restarts_a_dead_worker_and_stops_its_workers(
     await bot.wait_for_line("starting it again")
     assert (await _health(bot.url))["workers"] == 0  # acknowledged, but none to answer
     [replacement] = await _wait_for_children(bot.proc.pid, 1, but_not={worker})
-    await _ask(bot.url, mention("q2", "76.2"))
+    await ask_process(bot.url, mention("q2", "76.2"))
     await wait_answer(slack, CHANNEL, "76.2", "after")
 
     bot.proc.send_signal(signal.SIGTERM)

@@ -12,11 +12,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes._server import Loopback
+from tests.fakes.loopback import Loopback, LoopbackFake
 from tests.fakes.sse import (
     DEFAULT_MODEL,
     agent_completion,
@@ -65,7 +65,7 @@ class _Reply:
     text: str | None = None  # what a non-streaming chat request gets instead
 
 
-class FakeInference:
+class FakeInference(LoopbackFake):
     """Scripted Heroku Inference; point INFERENCE_URL at ``base_url``."""
 
     def __init__(self, key: str = "inf-test") -> None:
@@ -77,22 +77,9 @@ class FakeInference:
         app.router.add_post(AGENTS, self._handle)
         self._server = Loopback(app)
 
-    async def start(self) -> None:
-        await self._server.start()
-
-    async def stop(self) -> None:
-        await self._server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
+        return self.root_url
 
     @property
     def chat_requests(self) -> list[InferenceRequest]:

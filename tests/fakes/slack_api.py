@@ -15,11 +15,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from tests.fakes._server import Loopback
+from tests.fakes.loopback import Loopback, LoopbackFake
 from tests.fakes.slack_methods import SlackWorkspace
 from tests.fakes.slack_model import Json, SlackCall, SlackError
 from tests.fakes.socket_mode import SocketModeEndpoint
@@ -53,7 +53,7 @@ class _Bucket:
         return (1 - self.tokens) / self.per_second
 
 
-class FakeSlack(SlackWorkspace):
+class FakeSlack(SlackWorkspace, LoopbackFake):
     """A fake Slack workspace served over HTTP; point ``AsyncWebClient(base_url=...)`` at it."""
 
     def __init__(
@@ -85,26 +85,15 @@ class FakeSlack(SlackWorkspace):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._server.start()
+        await super().start()
         self.upload_root = self.root_url
 
     async def stop(self) -> None:
         await self.socket.close()
-        await self._server.stop()
+        await super().stop()
 
     def _open_socket(self, params: Json) -> Json:
         return {"ok": True, "url": f"ws://127.0.0.1:{self._server.port}/socket"}
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
 
     @property
     def base_url(self) -> str:
