@@ -87,10 +87,13 @@ class Answerer:
             question.text,
             budget_chars=self._settings.history_chars,
             system=self._system_prompt(),
+            asker=question.user,
         )
         outcome = await self._stream_answer(reply, messages, question, started)
         await self._store.remember(
-            thread, Turn("user", question.text), Turn("assistant", reply.text)
+            thread,
+            Turn("user", question.text, author=question.user),
+            Turn("assistant", reply.text),
         )
         _log_answered(outcome, self._inference.model, time.monotonic() - started)
 
@@ -122,7 +125,9 @@ class Answerer:
         if outcome.finish == "length":
             await reply.write("\n\n" + notices.LENGTH_LIMIT)
         if outcome.tool_calls:
-            asker = Asker(question.user, question.team, question.channel, question.thread_ts)
+            asker = Asker(
+                question.user, question.team, question.channel, question.thread_ts, question.ts
+            )
             notes = await self._copilot.act_on(outcome.tool_calls, asker)
             await reply.write(("\n\n" if reply.text else "") + "\n".join(notes))
         await reply.finish(footer=self._footer(outcome, started))

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.render.buttons import APPROVE, CANCEL, DENY, RUN_NOW, WITHDRAW, button
 from bot.runs import RunRecord, RunState
-from bot.slack.blocks import Block, context
+from bot.slack.blocks import Block, context, message_link
 from bot.text import clip, duration, when
 
 _STATE_LINES = {
@@ -36,14 +36,35 @@ def card(record: RunRecord, *, note: str | None = None) -> tuple[list[Block], st
     buttons = _buttons(record)
     if buttons:
         blocks.append({"type": "actions", "block_id": f"run:{record.id}", "elements": buttons})
-    return blocks, f"Runbook {record.runbook} requested by <@{record.requester}>: {record.state}"
+    return blocks, f"{_headline(record)}: {record.state}"
+
+
+def _headline(record: RunRecord) -> str:
+    """Who wants it, for the notification: never words the asker did not say."""
+    if record.proposed:
+        return f"Copilot proposes runbook {record.runbook} in reply to <@{record.requester}>"
+    return f"Runbook {record.runbook} requested by <@{record.requester}>"
 
 
 def _summary(record: RunRecord) -> Block:
-    text = f"*<@{record.requester}>* requests runbook *{record.runbook}*"
+    text = _proposal(record) if record.proposed else _request(record)
     if record.description:
         text += f": {record.description}"
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _request(record: RunRecord) -> str:
+    return f"*<@{record.requester}>* requests runbook *{record.runbook}*"
+
+
+def _proposal(record: RunRecord) -> str:
+    # The model chose this, perhaps steered by the thread: say so, and link to what the asker
+    # actually wrote, so an approver can weigh the card against it.
+    line = f"*Copilot proposes* runbook *{record.runbook}* in reply to <@{record.requester}>"
+    if not record.reply_to:
+        return line
+    link = message_link(record.channel, record.reply_to, record.thread_ts, "their message")
+    return f"{line} ({link})"
 
 
 def _details(record: RunRecord) -> Block:

@@ -50,6 +50,8 @@ class RunRecord:
     started_at: float | None = None
     ended_at: float | None = None
     ended_by: str | None = None
+    # The ts of the message a proposal answers (the card links to it); "" for ``/run``.
+    reply_to: str = ""
 
     @property
     def run_thread(self) -> str:
@@ -115,6 +117,7 @@ def to_fields(record: RunRecord) -> dict[str, str]:
         "allow_self": _flag(record.allow_self_approval),
         "needs_approval": _flag(record.needs_approval),
         "proposed": _flag(record.proposed),
+        "reply_to": record.reply_to,
         "created_at": repr(record.created_at),
         "expires_at": repr(record.expires_at),
         "state": record.state.value,
@@ -153,6 +156,7 @@ def from_fields(request_id: str, f: dict[str, str]) -> RunRecord:
         started_at=_float(f.get("started_at")),
         ended_at=_float(f.get("ended_at")),
         ended_by=f.get("ended_by"),
+        reply_to=f.get("reply_to", ""),
     )
 
 

@@ -65,15 +65,27 @@ class RunService:
             await self._executor.execute(record, by=who.user)
         return record
 
-    async def propose(self, who: Requester, invocation: Invocation, thread_ts: str) -> RunRecord:
-        """A card for a runbook the model suggested: it always waits for a person's click."""
+    async def propose(
+        self, who: Requester, invocation: Invocation, thread_ts: str, reply_to: str
+    ) -> RunRecord:
+        """A card for a runbook the model suggested in reply to ``who``'s message
+        ``reply_to``: it always waits for a person's click."""
         rules.check_request(self.catalog.policy, self.catalog.runbooks[invocation.runbook], who)
-        return await self._open(who, invocation, thread_ts=thread_ts, proposed=True)
+        return await self._open(
+            who, invocation, thread_ts=thread_ts, proposed=True, reply_to=reply_to
+        )
 
     async def _open(
-        self, who: Requester, invocation: Invocation, *, thread_ts: str, proposed: bool
+        self,
+        who: Requester,
+        invocation: Invocation,
+        *,
+        thread_ts: str,
+        proposed: bool,
+        reply_to: str = "",
     ) -> RunRecord:
         record = self._new_record(who, invocation, thread_ts=thread_ts, proposed=proposed)
+        record = replace(record, reply_to=reply_to)
         await self._requests.create(record)
         record = replace(record, card_ts=await self._post_card(record))
         await self._requests.set_card(record.id, record.card_ts)

@@ -22,3 +22,13 @@ def context(text: str) -> Block:
 
 def thinking() -> list[Block]:
     return [context("_Thinking…_")]
+
+
+def message_link(channel: str, ts: str, thread_ts: str = "", label: str = "message") -> str:
+    """A mrkdwn link to one message. The archives form needs no workspace domain: Slack
+    redirects it; a reply in a thread also names its thread, or the link opens the channel."""
+    url = f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    if thread_ts and thread_ts != ts:
+        # & is one of the three characters mrkdwn wants escaped, inside links too.
+        url += f"?thread_ts={thread_ts}&amp;cid={channel}"
+    return f"<{url}|{label}>"
