@@ -6,33 +6,28 @@ import time
 from dataclasses import replace
 
 from bot.render.cards import card
-from bot.runs import RunRecord, RunState
+from bot.runs import RunRecord
 from bot.runs.record import from_fields, to_fields
 from bot.slack.blocks import message_link
 
+# A pending /run request as the store keeps it; the card is drawn from what Redis returns.
+STORED = {
+    "runbook": "migrate",
+    "description": "Run database migrations",
+    "requester": "U0ALICE",
+    "team": "T0TEAM",
+    "channel": "C0OPS",
+    "card_ts": "1700000000.000900",
+    "values": '{"app": "shop-staging"}',
+    "approvers": '["U0BOB"]',
+    "needs_approval": "1",
+    "state": "pending",
+}
 
-def migrate(**changes: object) -> RunRecord:
-    now = time.time()
-    record = RunRecord(
-        id="r1",
-        runbook="migrate",
-        description="Run database migrations",
-        requester="U0ALICE",
-        team="T0TEAM",
-        channel="C0OPS",
-        card_ts="1700000000.000900",
-        thread_ts="",
-        values={"app": "shop-staging"},
-        body={},
-        approvers=["U0BOB"],
-        allow_self_approval=False,
-        needs_approval=True,
-        proposed=False,
-        created_at=now,
-        expires_at=now + 600,
-        state=RunState.PENDING,
-    )
-    return replace(record, **changes)  # type: ignore[arg-type]
+
+def migrate(*, proposed: bool = False, thread_ts: str = "", reply_to: str = "") -> RunRecord:
+    record = from_fields("r1", STORED | {"expires_at": repr(time.time() + 600)})
+    return replace(record, proposed=proposed, thread_ts=thread_ts, reply_to=reply_to)
 
 
 def headline(record: RunRecord) -> str:
