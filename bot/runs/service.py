@@ -156,7 +156,7 @@ class RunService:
             raise
         if decision.target is RunState.APPROVED:
             await self._refuse_if_outdated(stored, user)
-        await self._moved(record.id, await self._requests.move(record.id, decision.target, user))
+        await self._moved(record, await self._requests.move(record.id, decision.target, user))
         self._background.spawn(self._after_decision(record.id, user), "decision")
 
     async def _refuse_if_outdated(self, record: RunRecord, user: str) -> None:
@@ -166,23 +166,27 @@ class RunService:
         if reason is None:
             return
         moved = await self._requests.move(record.id, RunState.OUTDATED, user, reason=reason)
-        await self._moved(record.id, moved)
+        await self._moved(record, moved)
         await self._requests.audit(
             RunState.OUTDATED.value, id=record.id, user=user, runbook=record.runbook, reason=reason
         )
         await self._board.update(await self._requests.get(record.id) or record)
         raise RequestRefused(f":warning: Outdated: {reason}. Nothing ran; ask again with `/run`.")
 
-    async def _moved(self, request_id: str, result: MoveResult) -> None:
+    async def _moved(self, record: RunRecord, result: MoveResult) -> None:
         """Returns if a decision's move happened, else raises ``RequestRefused`` saying why."""
         match result:
             case Moved():
                 return
             case Expired():
-                await self.expire(request_id)
+                await self.expire(record.id)
                 raise RequestRefused(_EXPIRED)
             case WrongState(RunState.EXPIRED):
                 raise RequestRefused(_EXPIRED)
+            case WrongState(state) if state.underway or state.ran:
+                # Whoever clicked first decided it; the run may have moved on since.
+                done = "approved" if record.needs_approval else "started"
+                raise RequestRefused(f"This request is already {done}; your click changed nothing.")
             case WrongState(state):
                 raise RequestRefused(
                     f"This request is already {state}; your click changed nothing."
