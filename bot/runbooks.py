@@ -43,7 +43,7 @@ class Param(BaseModel):
         if self.pattern is not None:
             try:
                 re.compile(self.pattern, re.ASCII)
-            except re.error as exc:
+            except (re.error, ValueError) as exc:  # ValueError: (?u), which ASCII excludes
                 raise ValueError(f"pattern is not a valid regular expression ({exc})") from None
         if self.default is not None and self.problem(self.default):
             raise ValueError(f"default {self.default!r} is not an allowed value")
