@@ -12,8 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
+from bot.runbooks import Catalog, agent_body, load_catalog
+from bot.runs import RunRecord, RunState
+from bot.runs.invocation import parse
+from bot.runs.rules import in_force, outdated
 from bot.state import keys
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest, serve, settings_for
@@ -234,3 +239,73 @@ async def test_a_second_approval_is_refused_and_the_first_approver_kept(
     assert [e["user"] for e in audit(redis_url, "approved")] == [BOB]
     assert len(inference.agent_requests) == 1
     assert BOB in card_text(slack) and ALICE not in card_text(slack)
+
+
+# -- the rule itself, without Slack --------------------------------------------------------
+
+
+def record_under(catalog: Catalog, text: str, *, requester: str = ALICE) -> RunRecord:
+    """A pending request as the bot stores it under ``catalog``."""
+    invocation = parse(text, catalog)
+    runbook = catalog.runbooks[invocation.runbook]
+    return RunRecord(
+        id="r1", runbook=invocation.runbook, description="", requester=requester,
+        team="T0TEAM", channel=CHANNEL, card_ts="1.1", thread_ts="",
+        values=invocation.values, body=agent_body(runbook, invocation.values, "m"),
+        approvers=catalog.approvers_for(invocation.runbook), allow_self_approval=False,
+        needs_approval=runbook.approval, proposed=False, created_at=0.0, expires_at=1.0,
+        state=RunState.PENDING,
+    )  # fmt: skip
+
+
+def edited(tmp_path: Path, *changes: tuple[str, str]) -> Catalog:
+    text = SAMPLE
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "edited.toml"
+    path.write_text(text)
+    return load_catalog(path)
+
+
+def test_an_unchanged_file_outdates_nothing(catalog: Catalog) -> None:
+    for text in ("migrate app=shop-staging", "logs app=shop", "logs app=shop lines=5"):
+        assert outdated(record_under(catalog, text), catalog, "m") is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        ([("[runbooks.logs.params.lines]", "[runbooks.logs.params.count]"),
+          ("{lines}", "{count}")], "the runbook has no parameter `lines` any more"),
+        ([("[[runbooks.logs.tools]]", '[runbooks.logs.params.since]\npattern = "^[0-9]+h$"\n'
+           "[[runbooks.logs.tools]]")], "the runbook now needs `since`"),
+        ([('default = "200"', 'default = "500"')], None),  # the stored value is kept
+        ([("last {lines} log lines", "last {lines} lines")],
+         "the runbook's prompt is different now"),
+        ([("[policy]\n", '[policy]\nrequesters = ["U0BOB"]\n')],
+         "<@U0ALICE> is no longer on the list of people who may use `/run`"),
+        ([("[policy]\n", '[policy]\nchannels = ["C0ELSEWHERE"]\n')],
+         "`/run` no longer works in <#C0OPS>"),
+    ],
+)  # fmt: skip
+def test_what_outdates_a_request(
+    catalog: Catalog, tmp_path: Path, changes: list[tuple[str, str]], detail: str | None
+) -> None:
+    reason = outdated(record_under(catalog, "logs app=shop"), edited(tmp_path, *changes), "m")
+    if detail is None:
+        assert reason is None
+    else:
+        assert reason == f"the runbooks file changed since this request ({detail})"
+
+
+def test_who_decides_follows_the_file_in_force(catalog: Catalog, tmp_path: Path) -> None:
+    record = record_under(catalog, "migrate app=shop-staging")
+    now = edited(
+        tmp_path,
+        ('approvers = ["U0BOB", "S0OPS"]', 'approvers = ["U0ALICE"]\nallow_self_approval = true'),
+    )
+    assert in_force(record, now).approvers == ["U0ALICE"]
+    assert in_force(record, now).allow_self_approval
+    gone = edited(tmp_path, ("runbooks.migrate", "runbooks.migrate-v2"))
+    assert in_force(record, gone).approvers == ["U0BOB", "S0OPS"]  # the policy's
