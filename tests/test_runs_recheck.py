@@ -117,52 +117,53 @@ async def approve_outdated(
     return reason
 
 
-async def test_a_removed_runbook_outdates_the_request(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+EVIL_ALLOWED = SAMPLE.replace('"shop-production"]', '"shop-production", "shop-evil"]')
+STAGING = "migrate app=shop-staging"
+
+
+@pytest.mark.parametrize(
+    ("before", "text", "after", "settings", "reason"),
+    [
+        pytest.param(
+            SAMPLE, STAGING, SAMPLE.replace("runbooks.migrate", "runbooks.migrate-v2"), {},
+            "the runbooks file changed since this request "
+            "(the runbook `migrate` is no longer in it)",
+            id="runbook removed",
+        ),
+        pytest.param(
+            EVIL_ALLOWED, "migrate app=shop-evil", SAMPLE, {},
+            "the runbooks file changed since this request "
+            "(the value app=shop-evil is no longer allowed)",
+            id="value no longer allowed",
+        ),
+        pytest.param(
+            SAMPLE, STAGING, SAMPLE.replace("manage.py migrate", "manage.py flush"), {},
+            "the runbooks file changed since this request (the runbook's tools are different now)",
+            id="tool command edited",
+        ),
+        pytest.param(
+            SAMPLE, STAGING, SAMPLE, {"inference_model_id": "claude-other"},
+            "the model changed since this request (INFERENCE_MODEL_ID is now claude-other)",
+            id="model changed",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_changed_file_outdates_the_request(
+    tmp_path: Path,
+    slack: FakeSlack,
+    inference: FakeInference,
+    redis_url: str,
+    before: str,
+    text: str,
+    after: str,
+    settings: dict[str, Any],
+    reason: str,
 ) -> None:
     restart = Restart(tmp_path, slack, inference, redis_url)
-    rid = await restart.requested(SAMPLE, "migrate app=shop-staging")
-    async with restart.serving(SAMPLE.replace("runbooks.migrate", "runbooks.migrate-v2")) as bot:
-        reason = await approve_outdated(bot, slack, inference, redis_url, rid)
-    assert reason == (
-        "the runbooks file changed since this request (the runbook `migrate` is no longer in it)"
-    )
-
-
-async def test_a_value_no_longer_allowed_outdates_the_request(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> None:
-    restart = Restart(tmp_path, slack, inference, redis_url)
-    evil_allowed = SAMPLE.replace('"shop-production"]', '"shop-production", "shop-evil"]')
-    rid = await restart.requested(evil_allowed, "migrate app=shop-evil")
-    assert "shop-evil" in card_text(slack)
-    async with restart.serving(SAMPLE) as bot:
-        reason = await approve_outdated(bot, slack, inference, redis_url, rid)
-    assert "(the value app=shop-evil is no longer allowed)" in reason
-
-
-async def test_a_changed_tool_command_outdates_the_request(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> None:
-    restart = Restart(tmp_path, slack, inference, redis_url)
-    rid = await restart.requested(SAMPLE, "migrate app=shop-staging")
-    edited = SAMPLE.replace('cmd = "python manage.py migrate"', 'cmd = "python manage.py flush"')
-    assert edited != SAMPLE
-    async with restart.serving(edited) as bot:
-        reason = await approve_outdated(bot, slack, inference, redis_url, rid)
-    assert "(the runbook's tools are different now)" in reason
-
-
-async def test_a_changed_model_outdates_the_request(
-    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
-) -> None:
-    restart = Restart(tmp_path, slack, inference, redis_url)
-    rid = await restart.requested(SAMPLE, "migrate app=shop-staging")
-    async with restart.serving(SAMPLE, inference_model_id="claude-other") as bot:
-        reason = await approve_outdated(bot, slack, inference, redis_url, rid)
-    assert reason == (
-        "the model changed since this request (INFERENCE_MODEL_ID is now claude-other)"
-    )
+    rid = await restart.requested(before, text)
+    assert text.split("=")[1] in card_text(slack)  # the card showed what was asked
+    async with restart.serving(after, **settings) as bot:
+        assert await approve_outdated(bot, slack, inference, redis_url, rid) == reason
 
 
 async def test_a_removed_approver_is_refused_and_the_request_keeps_waiting(

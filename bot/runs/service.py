@@ -24,15 +24,7 @@ from bot.runs.execution import Executor
 from bot.runs.invocation import Invocation, parse
 from bot.runs.record import Overview, Requester, RunRecord, new_id
 from bot.runs.requests import Requests
-from bot.runs.states import (
-    Decision,
-    Expired,
-    Missing,
-    Moved,
-    MoveResult,
-    RunState,
-    WrongState,
-)
+from bot.runs.states import Decision, Expired, Missing, Moved, MoveResult, RunState, WrongState
 
 log = logging.getLogger(__name__)
 
