@@ -27,6 +27,8 @@ EMPTY_QUESTION = (
 
 
 RUN_ADVICE = "The run may have done part of its work: check the app before running it again."
+# What Cancel does: the bot stops watching; a run already started on Heroku is not stopped.
+STOPPED_WATCHING = "Stopped watching; Heroku may still finish the run."
 
 
 def describe(exc: BaseException, *, during_run: bool = False) -> str:

@@ -17,8 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bot.errors import ConfigError
 
-# A parameter without choices or pattern still may not carry spaces or shell syntax.
+# A parameter without choices or pattern still may not carry spaces or shell syntax, and
+# (below) may not read as an option, an absolute path, a parent directory or a URL.
 DEFAULT_PATTERN = r"^[A-Za-z0-9._:/@=+-]{1,200}$"
+DEFAULT_ALLOWED = "letters, digits and . _ : / @ = + - (not starting with - or /, no .. or ://)"
+_DEFAULT_REFUSED = (
+    (re.compile(r"^[-/]"), "may not start with - or /"),
+    (re.compile(r"\.\."), "may not contain .."),
+    (re.compile(r"://"), "may not contain ://"),
+)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -35,8 +42,8 @@ class Param(BaseModel):
     def _check(self) -> Param:
         if self.pattern is not None:
             try:
-                re.compile(self.pattern)
-            except re.error as exc:
+                re.compile(self.pattern, re.ASCII)
+            except (re.error, ValueError) as exc:  # ValueError: (?u), which ASCII excludes
                 raise ValueError(f"pattern is not a valid regular expression ({exc})") from None
         if self.default is not None and self.problem(self.default):
             raise ValueError(f"default {self.default!r} is not an allowed value")
@@ -46,13 +53,23 @@ class Param(BaseModel):
         """Why ``value`` is refused, or None when it is allowed."""
         if self.choices is not None:
             return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
-        pattern = self.pattern or DEFAULT_PATTERN
-        return None if re.fullmatch(pattern, value) else f"must match {pattern}"
+        # Look-alike letters (Cyrillic 'а') and other digits ('١') would pass \w or \d,
+        # and control characters have no place in a value: printable ASCII only.
+        if not (value.isascii() and value.isprintable()):
+            return "may use only printable ASCII characters"
+        if self.pattern is not None:
+            matched = re.fullmatch(self.pattern, value, re.ASCII)
+            return None if matched else f"must match {self.pattern}"
+        if not re.fullmatch(DEFAULT_PATTERN, value):
+            return "may use only letters, digits and . _ : / @ = + - (1 to 200 of them)"
+        return next((why for rule, why in _DEFAULT_REFUSED if rule.search(value)), None)
 
     def allowed(self) -> str:
         if self.choices is not None:
             return " | ".join(self.choices)
-        return f"pattern {self.pattern or DEFAULT_PATTERN}"
+        if self.pattern is not None:
+            return f"pattern {self.pattern}"
+        return DEFAULT_ALLOWED
 
 
 class Tool(BaseModel):
@@ -109,13 +126,17 @@ class Runbook(BaseModel):
 
     @model_validator(mode="after")
     def _placeholders_are_params(self) -> Runbook:
-        used = set(_PLACEHOLDER.findall(self.prompt))
-        for tool in self.tools:
-            used |= _placeholders_in(tool.runtime_params)
-        unknown = sorted(used - set(self.params))
+        unknown = sorted(self.placeholders() - set(self.params))
         if unknown:
             raise ValueError(f"placeholder {{{unknown[0]}}} names no parameter of this runbook")
         return self
+
+    def placeholders(self) -> set[str]:
+        """The parameter names that ``{name}`` placeholders use."""
+        used = set(_PLACEHOLDER.findall(self.prompt))
+        for tool in self.tools:
+            used |= _placeholders_in(tool.runtime_params)
+        return used
 
     @property
     def required(self) -> list[str]:
@@ -154,6 +175,7 @@ def load_catalog(path: str | Path, *, missing_ok: bool | None = None) -> Catalog
     except ValidationError as exc:
         raise ConfigError(_describe(file, text, exc)) from None
     _check_approvers(file, text, catalog)
+    _check_optional_placeholders(file, text, catalog)
     return catalog
 
 
@@ -165,6 +187,20 @@ def _check_approvers(file: Path, text: str, catalog: Catalog) -> None:
                 f"{file}:{line}: runbook '{name}' needs approval but nobody may approve it: "
                 "set approvers in [policy] or in the runbook, or approval = false."
             )
+
+
+def _check_optional_placeholders(file: Path, text: str, catalog: Catalog) -> None:
+    # An optional parameter left out would render as nothing: "migrate  and summarize".
+    for name, runbook in catalog.runbooks.items():
+        for key in sorted(runbook.placeholders()):
+            param = runbook.params[key]
+            if not param.required and param.default is None:
+                line = _line_of(text, ("runbooks", name, "params", key, "required"))
+                raise ConfigError(
+                    f"{file}:{line}: runbook '{name}', parameter '{key}': it is optional "
+                    f"and has no default, but {{{key}}} is used: give it a default, or make "
+                    "it required."
+                )
 
 
 def _describe(file: Path, text: str, exc: ValidationError) -> str:

@@ -112,6 +112,17 @@ async def test_broken_runbooks_file_names_the_line(values: dict[str, Any], runbo
     assert f"{runbooks}:" in detail
 
 
+async def test_an_optional_placeholder_without_a_default_is_named(
+    values: dict[str, Any], runbooks: Path
+) -> None:
+    runbooks.write_text(SAMPLE.replace('default = "200"\n', ""))  # noqa: ASYNC240
+    findings = await check.diagnose(**values)
+    assert failed(findings) == ["runbooks"]
+    detail = row(findings, "runbooks").detail
+    assert f"{runbooks}:35: runbook 'logs', parameter 'lines'" in detail
+    assert "has no default" in detail
+
+
 async def test_missing_and_malformed_settings_are_rows(values: dict[str, Any]) -> None:
     broken = {**values, "slack_bot_token": None, "inference_key": None, "port": "abc"}
     findings = await check.diagnose(**broken)

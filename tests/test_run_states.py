@@ -127,3 +127,19 @@ async def test_a_record_reads_back_as_it_was_stored(requests: Requests) -> None:
     record = pending()
     await requests.create(record)
     assert await requests.get("r1") == record
+
+
+async def test_an_outdated_request_keeps_its_reason_and_never_runs(requests: Requests) -> None:
+    await at_state(requests)
+    moved = await requests.move("r1", RunState.OUTDATED, "U0BOB", reason="the file changed")
+    assert moved == Moved(RunState.PENDING)
+    record = await requests.get("r1")
+    assert record is not None and record.outdated_reason == "the file changed"
+    assert record.ended_by == "U0BOB" and record.decided_by is None
+    assert await requests.move("r1", RunState.APPROVED, "U0ALICE") == WrongState(RunState.OUTDATED)
+    assert sources(RunState.OUTDATED) == {RunState.PENDING}
+
+
+async def test_an_expired_request_is_not_outdated(requests: Requests) -> None:
+    await requests.create(pending(expires_in=-1))
+    assert await requests.move("r1", RunState.OUTDATED, "U0BOB", reason="x") == Expired()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, RequestRefused
-from bot.runbooks import Catalog, agent_body, load_catalog
+from bot.runbooks import Catalog, Param, agent_body, load_catalog
 from bot.runs.invocation import parse
 from tests.scenarios import SAMPLE
 
@@ -102,3 +102,81 @@ def test_placeholders_cannot_choose_the_tool(tmp_path: Path) -> None:
     path.write_text(SAMPLE.replace('name = "dyno_run_command"', 'name = "{app}"'))
     with pytest.raises(ConfigError, match="only allowed in prompt and runtime_params"):
         load_catalog(path)
+
+
+# -- parameter values ----------------------------------------------------------------------
+
+FREE = Param()  # neither choices nor pattern: the default rules
+WORD = Param(pattern=r"^\w+$")
+DIGITS = Param(pattern=r"^\d+$")
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "why"),
+    [
+        (FREE, "--force", "may not start with - or /"),
+        (FREE, "-rf", "may not start with - or /"),
+        (FREE, "/etc/passwd", "may not start with - or /"),
+        (FREE, "../x", "may not contain .."),
+        (FREE, "releases/../../etc/shadow", "may not contain .."),
+        (FREE, "http://evil.example/x.sh", "may not contain ://"),
+        (FREE, "HTTPS://evil.example", "may not contain ://"),
+        (FREE, "postgres://u:p@db/x", "may not contain ://"),
+        (FREE, "shop; rm -rf /", "may use only letters, digits"),
+        (FREE, "\u0430pp", "printable ASCII"),  # Cyrillic 'а'
+        (WORD, "\u0430pp", "printable ASCII"),
+        (WORD, "shop\u200bstaging", "printable ASCII"),  # a zero-width space
+        (DIGITS, "\u0661\u0662\u0663", "printable ASCII"),  # Arabic-Indic digits
+        (DIGITS, "\uff11\uff12", "printable ASCII"),  # full-width digits
+        (DIGITS, "12\n", "printable ASCII"),
+        (Param(pattern=r"^.+$"), "ok\x1b[2Jcleared", "printable ASCII"),
+    ],
+)
+def test_hostile_values_are_refused(param: Param, value: str, why: str) -> None:
+    problem = param.problem(value)
+    assert problem is not None and why in problem
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        (FREE, "shop-staging"),
+        (FREE, "v1.2.3"),
+        (FREE, "releases/v42"),
+        (FREE, "db:5432"),
+        (FREE, "ops@example.com"),
+        (FREE, "KEY=value+1"),
+        (WORD, "app"),
+        (DIGITS, "123"),
+    ],
+)
+def test_ordinary_values_pass(param: Param, value: str) -> None:
+    assert param.problem(value) is None
+
+
+def test_hostile_values_are_refused_from_run(catalog: Catalog) -> None:
+    with pytest.raises(RequestRefused, match="printable ASCII"):
+        parse("logs app=sh\u043ep", catalog)  # Cyrillic 'о'
+    with pytest.raises(RequestRefused, match="printable ASCII"):
+        parse("logs app=shop lines=\u0661\u0662", catalog)
+
+
+def test_patterns_cannot_turn_unicode_matching_back_on(tmp_path: Path) -> None:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace('pattern = "^[a-z0-9-]+$"', 'pattern = "(?u)^\\\\w+$"'))
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        load_catalog(path)
+
+
+def test_an_optional_parameter_a_placeholder_needs_must_have_a_default(tmp_path: Path) -> None:
+    path = tmp_path / "runbooks.toml"
+    path.write_text(SAMPLE.replace('default = "200"\n', ""))
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path)
+    message = str(info.value)
+    assert f"{path}:35: runbook 'logs', parameter 'lines'" in message  # required = false
+    assert "give it a default, or make it required" in message
+    # An optional parameter no placeholder uses may go without a default.
+    unused = SAMPLE.replace('default = "200"\n', "").replace("last {lines} log", "last log")
+    path.write_text(unused)
+    assert load_catalog(path).runbooks["logs"].params["lines"].default is None

@@ -54,7 +54,11 @@ async def test_cancel_stops_watching_and_only_allowed_people_may(
 
     await click(act, slack, "copilot_cancel", rid, ALICE)
     await slack.wait_for(lambda s: "Cancelled by" in card_text(s), timeout=10)
-    assert "stopped watching this run" in thread_text(slack)
+    # Cancel says what it does, to the canceller, on the card and in the run's thread.
+    said = "Stopped watching; Heroku may still finish the run."
+    await slack.wait_for(lambda s: said in ephemeral_texts(s, ALICE))
+    assert said in card_text(slack)
+    assert said in thread_text(slack)
     assert "never shown" not in thread_text(slack)
     assert "copilot_cancel" not in card_text(slack)
 

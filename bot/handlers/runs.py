@@ -62,7 +62,7 @@ async def click(runs: RunService, action_id: str, request_id: str, user: str, te
     """One click on a run card's button; what it refused is told to the clicker."""
     try:
         if action_id == buttons.CANCEL:
-            await runs.cancel(request_id, user)
+            await tell(await runs.cancel(request_id, user))
         else:
             await runs.decide(request_id, user, DECISIONS[action_id])
     except RequestRefused as exc:

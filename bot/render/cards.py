@@ -21,6 +21,7 @@ _STATE_LINES = {
     RunState.DENIED: ":no_entry: Denied by {by} at {at}",
     RunState.WITHDRAWN: ":leftwards_arrow_with_hook: Withdrawn by {by} at {at}",
     RunState.EXPIRED: ":alarm_clock: Expired at {at} without a decision",
+    RunState.OUTDATED: ":warning: Outdated: {reason}. Ask again with `/run`.",
     RunState.RUNNING: ":gear: Running (started {at})",
     RunState.SUCCEEDED: ":large_green_circle: Succeeded in {duration}",
     RunState.FAILED: ":red_circle: Failed after {duration}",
@@ -118,6 +119,7 @@ def _state_line(record: RunRecord) -> str:
         by=f"<@{by}>" if by else "someone",
         at=when(_moment(record)),
         duration=duration(record.duration or 0.0),
+        reason=record.outdated_reason or "the runbooks file changed since this request",
     )
 
 

@@ -32,6 +32,7 @@ _STATE_ICONS = {
     RunState.DENIED: ":no_entry:",
     RunState.WITHDRAWN: ":leftwards_arrow_with_hook:",
     RunState.EXPIRED: ":alarm_clock:",
+    RunState.OUTDATED: ":warning:",
 }
 
 

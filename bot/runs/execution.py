@@ -19,7 +19,7 @@ from bot import logs
 from bot.background import stop_requested
 from bot.errors import BotError, InferenceError, StateError
 from bot.inference import AgentError, AgentMessage, AgentsClient, AgentToolResult, AgentUnknown
-from bot.notices import describe
+from bot.notices import STOPPED_WATCHING, describe
 from bot.runs.board import Board
 from bot.runs.record import RunRecord
 from bot.runs.requests import Requests
@@ -151,11 +151,8 @@ class Executor:
                     await task
         if stream in done:
             return stream.result()
-        await progress.note(
-            ":black_square_for_stop: Cancelled: I stopped watching this run. A tool call "
-            "already under way on Heroku may still finish."
-        )
-        return RunState.CANCELLED, None
+        await progress.note(f":black_square_for_stop: {STOPPED_WATCHING}")
+        return RunState.CANCELLED, STOPPED_WATCHING
 
     async def _stream(self, record: RunRecord, progress: RunProgress) -> Outcome:
         failed = None

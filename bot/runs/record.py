@@ -52,6 +52,7 @@ class RunRecord:
     ended_by: str | None = None
     # The ts of the message a proposal answers (the card links to it); "" for ``/run``.
     reply_to: str = ""
+    outdated_reason: str | None = None  # why the file in force would not run it as stored
 
     @property
     def run_thread(self) -> str:
@@ -89,14 +90,18 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def stamps(target: RunState, who: str, now: float) -> dict[str, str]:
-    """The fields a move to ``target`` writes beside the new state."""
+def stamps(target: RunState, who: str, now: float, *, reason: str | None = None) -> dict[str, str]:
+    """The fields a move to ``target`` writes beside the new state; ``reason`` says why a
+    request became outdated."""
     at = repr(now)
     if target is RunState.RUNNING:
         return {"started_at": at}
     if target in _DECIDED:
         return {"decided_by": who, "decided_at": at}
-    return {"ended_by": who, "ended_at": at}
+    ended = {"ended_by": who, "ended_at": at}
+    if target is RunState.OUTDATED and reason is not None:
+        ended["outdated_reason"] = reason
+    return ended
 
 
 _DECIDED = frozenset({RunState.APPROVED, RunState.DENIED, RunState.WITHDRAWN, RunState.EXPIRED})
@@ -128,6 +133,7 @@ def to_fields(record: RunRecord) -> dict[str, str]:
         "started_at": _time(record.started_at),
         "ended_at": _time(record.ended_at),
         "ended_by": record.ended_by,
+        "outdated_reason": record.outdated_reason,
     }
     return fields | {k: v for k, v in optional.items() if v is not None}
 
@@ -157,6 +163,7 @@ def from_fields(request_id: str, f: dict[str, str]) -> RunRecord:
         ended_at=_float(f.get("ended_at")),
         ended_by=f.get("ended_by"),
         reply_to=f.get("reply_to", ""),
+        outdated_reason=f.get("outdated_reason"),
     )
 
 

@@ -44,13 +44,17 @@ class Requests:
     async def set_card(self, request_id: str, card_ts: str) -> None:
         await self._store.set_field(request_id, "card_ts", card_ts)
 
-    async def move(self, request_id: str, target: RunState, who: str) -> MoveResult:
+    async def move(
+        self, request_id: str, target: RunState, who: str, *, reason: str | None = None
+    ) -> MoveResult:
+        """Move the request to ``target`` if the table allows it from where it is;
+        ``reason`` is stored with a move to ``outdated``."""
         now = time.time()
         verdict, state = await self._store.move(
             request_id,
             target=target.value,
             sources=[s.value for s in sources(target)],
-            stamps=stamps(target, who, now),
+            stamps=stamps(target, who, now, reason=reason),
             before_expiry=target in BEFORE_EXPIRY,
             now=now,
         )

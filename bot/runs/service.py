@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from bot.background import Background
 from bot.errors import RequestRefused, SlackError
+from bot.notices import STOPPED_WATCHING
 from bot.runbooks import Catalog, agent_body
 from bot.runs import rules
 from bot.runs.approvers import Approvers
@@ -23,7 +24,7 @@ from bot.runs.execution import Executor
 from bot.runs.invocation import Invocation, parse
 from bot.runs.record import Overview, Requester, RunRecord, new_id
 from bot.runs.requests import Requests
-from bot.runs.states import Decision, Expired, Missing, Moved, RunState, WrongState
+from bot.runs.states import Decision, Expired, Missing, Moved, MoveResult, RunState, WrongState
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,10 @@ class RunService:
     async def decide(self, request_id: str, user: str, decision: Decision) -> None:
         """Apply ``user``'s decision, or raise ``RequestRefused`` saying why it changed
         nothing. The run (or the card update) goes on in the background."""
-        record = await self._requests.get(request_id)
-        if record is None:
+        stored = await self._requests.get(request_id)
+        if stored is None:
             raise RequestRefused(_UNKNOWN)
+        record = rules.in_force(stored, self.catalog)
         approver = decision.by_approver and await self._approvers.includes(user, record.approvers)
         try:
             rules.check_decision(record, user, decision, approver=approver)
@@ -156,15 +158,39 @@ class RunService:
                 "click_refused", id=record.id, user=user, decision=decision.value
             )
             raise
-        result = await self._requests.move(record.id, decision.target, user)
+        if decision.target is RunState.APPROVED:
+            await self._refuse_if_outdated(stored, user)
+        await self._moved(record, await self._requests.move(record.id, decision.target, user))
+        self._background.spawn(self._after_decision(record.id, user), "decision")
+
+    async def _refuse_if_outdated(self, record: RunRecord, user: str) -> None:
+        """Nothing starts unless the file in force would run ``record`` exactly as stored;
+        otherwise the request moves to ``outdated`` and the clicker is told why."""
+        reason = rules.outdated(record, self.catalog, self._model)
+        if reason is None:
+            return
+        moved = await self._requests.move(record.id, RunState.OUTDATED, user, reason=reason)
+        await self._moved(record, moved)
+        await self._requests.audit(
+            RunState.OUTDATED.value, id=record.id, user=user, runbook=record.runbook, reason=reason
+        )
+        await self._board.update(await self._requests.get(record.id) or record)
+        raise RequestRefused(f":warning: Outdated: {reason}. Nothing ran; ask again with `/run`.")
+
+    async def _moved(self, record: RunRecord, result: MoveResult) -> None:
+        """Returns if a decision's move happened, else raises ``RequestRefused`` saying why."""
         match result:
             case Moved():
-                self._background.spawn(self._after_decision(record.id, user), "decision")
+                return
             case Expired():
                 await self.expire(record.id)
                 raise RequestRefused(_EXPIRED)
             case WrongState(RunState.EXPIRED):
                 raise RequestRefused(_EXPIRED)
+            case WrongState(state) if state.underway or state.ran:
+                # Whoever clicked first decided it; the run may have moved on since.
+                done = "approved" if record.needs_approval else "started"
+                raise RequestRefused(f"This request is already {done}; your click changed nothing.")
             case WrongState(state):
                 raise RequestRefused(
                     f"This request is already {state}; your click changed nothing."
@@ -198,13 +224,15 @@ class RunService:
             await self.expire(request_id)
         return len(due)
 
-    async def cancel(self, request_id: str, user: str) -> None:
-        """Stop watching a running run, or raise ``RequestRefused``."""
+    async def cancel(self, request_id: str, user: str) -> str:
+        """Stop watching a running run and say what that means, or raise ``RequestRefused``."""
         record = await self._requests.get(request_id)
         approver = record is not None and await self._approvers.includes(user, record.approvers)
         record = rules.check_cancel(record, user, approver=approver)
-        if isinstance(await self._requests.move(record.id, RunState.CANCELLED, user), Moved):
-            await self._requests.audit("cancel_requested", id=record.id, user=user)
+        if not isinstance(await self._requests.move(record.id, RunState.CANCELLED, user), Moved):
+            raise RequestRefused("That run isn't running any more.")
+        await self._requests.audit("cancel_requested", id=record.id, user=user)
+        return STOPPED_WATCHING
 
     # -- App Home ---------------------------------------------------------------------
 

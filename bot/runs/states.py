@@ -7,6 +7,7 @@
        ├──deny──▶ denied                     └──▶ interrupted ──▶ succeeded | failed
        ├──withdraw──▶ withdrawn                   (its process stopped; the real outcome,
        ├──▶ expired                                if it still comes, replaces it)
+       ├──▶ outdated (at a click: the runbooks file in force no longer allows it as stored)
        └──▶ failed (the card could not be posted)
 
 The Redis store refuses any move this table does not list, in the same atomic step that
@@ -27,6 +28,7 @@ class RunState(StrEnum):
     DENIED = "denied"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    OUTDATED = "outdated"  # the runbooks file in force would not run it as stored
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -65,6 +67,7 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
             RunState.DENIED,
             RunState.WITHDRAWN,
             RunState.EXPIRED,
+            RunState.OUTDATED,
             RunState.FAILED,
         }
     ),
@@ -108,8 +111,9 @@ _DECIDES = {
     Decision.RUN: RunState.APPROVED,
 }
 
-# Decisions count only before the request expires; the expiry itself does not wait.
-BEFORE_EXPIRY = frozenset(d.target for d in Decision)
+# Decisions count only before the request expires; the expiry itself does not wait. A
+# click on an expired request finds it expired, not outdated.
+BEFORE_EXPIRY = frozenset({*(d.target for d in Decision), RunState.OUTDATED})
 
 
 @dataclass(frozen=True)
