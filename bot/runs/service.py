@@ -21,6 +21,7 @@ from bot.runs.approvers import Approvers
 from bot.runs.board import Board
 from bot.runs.execution import Executor
 from bot.runs.invocation import Invocation, parse
+from bot.runs.limits import RunLimits
 from bot.runs.record import Overview, Requester, RunRecord, new_id
 from bot.runs.requests import Requests
 from bot.runs.states import Decision, Expired, Missing, Moved, RunState, WrongState
@@ -45,6 +46,7 @@ class RunService:
         board: Board,
         model: str,
         background: Background,
+        limits: RunLimits,
     ) -> None:
         self.catalog = catalog
         self._requests = requests
@@ -53,6 +55,7 @@ class RunService:
         self._board = board
         self._model = model
         self._background = background
+        self._limits = limits
 
     # -- requesting -------------------------------------------------------------------
 
@@ -60,29 +63,31 @@ class RunService:
         """Check policy and input, post the card, and start at once if no approval is due."""
         invocation = parse(text, self.catalog)
         rules.check_request(self.catalog.policy, self.catalog.runbooks[invocation.runbook], who)
-        record = await self._open(who, invocation, thread_ts="", proposed=False)
-        if record.state is RunState.APPROVED:
-            await self._executor.execute(record, by=who.user)
+        record = self._new_record(who, invocation, thread_ts="", proposed=False)
+        if record.state is not RunState.APPROVED:
+            return await self._open(record)
+        await self._limits.reserve(record, by=who.user)  # nothing is posted past a limit
+        async with self._limits.starting(record):
+            record = await self._open(record)
+        await self._execute(record, by=who.user)
         return record
 
     async def propose(self, who: Requester, invocation: Invocation, thread_ts: str) -> RunRecord:
         """A card for a runbook the model suggested: it always waits for a person's click."""
         rules.check_request(self.catalog.policy, self.catalog.runbooks[invocation.runbook], who)
-        return await self._open(who, invocation, thread_ts=thread_ts, proposed=True)
+        record = self._new_record(who, invocation, thread_ts=thread_ts, proposed=True)
+        return await self._open(record)
 
-    async def _open(
-        self, who: Requester, invocation: Invocation, *, thread_ts: str, proposed: bool
-    ) -> RunRecord:
-        record = self._new_record(who, invocation, thread_ts=thread_ts, proposed=proposed)
+    async def _open(self, record: RunRecord) -> RunRecord:
         await self._requests.create(record)
         record = replace(record, card_ts=await self._post_card(record))
         await self._requests.set_card(record.id, record.card_ts)
         await self._requests.audit(
-            "proposed" if proposed else "requested",
+            "proposed" if record.proposed else "requested",
             id=record.id,
-            user=who.user,
+            user=record.requester,
             runbook=record.runbook,
-            channel=who.channel,
+            channel=record.channel,
             values=record.values_line(),
         )
         return record
@@ -140,11 +145,16 @@ class RunService:
         try:
             rules.check_decision(record, user, decision, approver=approver)
         except RequestRefused:
-            await self._requests.audit(
+            await self._requests.refused(
                 "click_refused", id=record.id, user=user, decision=decision.value
             )
             raise
+        starting = decision.target is RunState.APPROVED and _open_for_clicks(record)
+        if starting:
+            await self._limits.reserve(record, by=user)  # past a limit, nothing moves
         result = await self._requests.move(record.id, decision.target, user)
+        if starting:
+            await self._limits.settle(record, result)
         match result:
             case Moved():
                 self._background.spawn(self._after_decision(record.id, user), "decision")
@@ -166,9 +176,13 @@ class RunService:
             return
         await self._requests.audit(record.state.value, id=request_id, user=user)
         if record.state is RunState.APPROVED:
-            await self._executor.execute(record, by=user)  # shows the card as running
+            await self._execute(record, by=user)  # shows the card as running
         else:
             await self._board.update(record)
+
+    async def _execute(self, record: RunRecord, *, by: str) -> None:
+        async with self._limits.running(record):
+            await self._executor.execute(record, by=by)
 
     async def expire(self, request_id: str) -> None:
         if not isinstance(await self._requests.move(request_id, RunState.EXPIRED, "system"), Moved):
@@ -225,3 +239,8 @@ class RunService:
 
     async def interrupted(self, request_id: str) -> None:
         await self._executor.interrupted(request_id)
+
+
+def _open_for_clicks(record: RunRecord) -> bool:
+    """Still pending and not past its expiry: a click on it may start a run."""
+    return record.state.waiting and record.expires_at > time.time()
