@@ -70,14 +70,15 @@ class RunLimits:
     def _too_many_starts(self, record: RunRecord, by: str, verdict: TooManyStarts) -> str:
         who = "You've" if by == record.requester else f"<@{record.requester}> has"
         return (
-            f"{who} started {self._quota.starts_per_hour} runs in the last hour (the limit); "
+            f"{who} started {_runs(self._quota.starts_per_hour)} in the last hour (the limit); "
             f"try again after {_clock(verdict.retry_at)}."
         )
 
     def _too_many_in_flight(self, verdict: TooManyInFlight) -> str:
+        limit = self._quota.in_flight
         return (
-            f"{self._quota.in_flight} runs are already in progress (the limit for this app); "
-            "try again when one ends."
+            f"{_runs(limit)} {'is' if limit == 1 else 'are'} already in progress (the limit "
+            "for this app); try again when one ends."
         )
 
     async def settle(self, record: RunRecord, result: MoveResult) -> None:
@@ -115,6 +116,10 @@ class RunLimits:
             await self._store.end_run(record.id)
         except BotError as exc:  # the lease frees the slot later
             log.warning("could not free the run slot of %s: %s", record.id, exc)
+
+
+def _runs(count: int) -> str:
+    return "1 run" if count == 1 else f"{count} runs"
 
 
 def _clock(epoch: float) -> str:
