@@ -244,18 +244,23 @@ async def test_a_start_that_fails_gives_its_reservation_back(
 async def test_a_slot_whose_process_died_is_free_when_its_lease_ends(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     store = LimitStore(client)
-    quota = RunQuota(starts_per_hour=10, in_flight=1, lease_seconds=0.5)
+    short = RunQuota(starts_per_hour=10, in_flight=2, lease_seconds=0.3)
+    long = RunQuota(starts_per_hour=10, in_flight=2, lease_seconds=60)
     try:
-        assert await store.reserve_run("run-of-a-dead-process", ALICE, quota) == Reserved()
-        refused = await store.reserve_run("next", BOB, quota)
+        # Two holders that never end their runs: one lease soon over, one long.
+        assert await store.reserve_run("dead-soon", ALICE, short) == Reserved()
+        assert await store.reserve_run("dead-later", ALICE, long) == Reserved()
+        refused = await store.reserve_run("next", BOB, short)
         assert isinstance(refused, TooManyInFlight)
-        assert refused.retry_at <= time.time() + 0.5
+        assert refused.retry_at <= time.time() + 0.3
         deadline = time.monotonic() + 5
-        while (verdict := await store.reserve_run("next", BOB, quota)) != Reserved():
+        while (verdict := await store.reserve_run("next", BOB, short)) != Reserved():
             assert time.monotonic() < deadline, verdict
             await asyncio.sleep(0.05)
-        # Every key of the count lives no longer than its window or its longest lease.
-        assert 0 < await client.pttl(keys.runs_in_flight()) <= 500
+        held = await client.zrange(keys.runs_in_flight(), 0, -1)
+        assert sorted(held) == ["dead-later", "next"]
+        # The set lives as long as its longest lease; a requester's starts, an hour.
+        assert 50_000 < await client.pttl(keys.runs_in_flight()) <= 60_000
         assert 0 < await client.pttl(keys.run_starts(BOB)) <= keys.RUN_STARTS_WINDOW * 1000
     finally:
         await client.aclose()
