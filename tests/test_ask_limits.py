@@ -65,6 +65,7 @@ async def test_a_flood_of_questions_costs_ten_model_calls_and_one_reply(
 
     await slack.wait_for(lambda s: len(answered(s)) == 10, timeout=20)
     await slack.wait_for(lambda s: bool(replies_matching(s, ASK_AGAIN)))
+    assert await bot.runtime.inflight.drain(grace=10)  # every reply is out
     [reply] = replies_matching(slack, ASK_AGAIN)
     found = ASK_AGAIN.search(reply)
     assert found and 1 <= int(found[1]) <= 60
@@ -93,16 +94,16 @@ async def test_a_full_thread_queue_refuses_with_one_reply(
                 assert (await bot.event(event)).status_code == 200
             full = "20 questions are already waiting in this thread (the limit)"
             await slack.wait_for(lambda s: bool(replies_matching(s, full)))
-            assert len(replies_matching(slack, full)) == 1
-            queued = await client.lrange(
-                keys.queue(keys.thread_id("T0TEAM", CHANNEL, thread)), 0, -1
-            )
-            assert len(queued) == keys.THREAD_QUEUE_MAX
-            assert not any("follow-up 20" in q or "follow-up 21" in q for q in queued)
-            await client.delete(keys.queue(keys.thread_id("T0TEAM", CHANNEL, thread)))
-            await inference.stop()  # ends the held answer
+            queue = keys.queue(keys.thread_id("T0TEAM", CHANNEL, thread))
+            queued = await client.lrange(queue, 0, -1)
+            await client.delete(queue)  # so the held answer, once ended, is the last one
+            await inference.stop()
+            assert await bot.runtime.inflight.drain(grace=10)  # every reply is out
     finally:
         await client.aclose()
+    assert len(replies_matching(slack, full)) == 1
+    assert len(queued) == keys.THREAD_QUEUE_MAX
+    assert not any("follow-up 20" in q or "follow-up 21" in q for q in queued)
     assert len(inference.chat_requests) == 1
 
 

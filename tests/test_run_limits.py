@@ -28,7 +28,17 @@ from bot.state.requests import RequestStore
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.inference import AGENTS
 from tests.rig import BotUnderTest, serve, settings_for
-from tests.scenarios import ALICE, BOB, CAROL, CHANNEL, SAMPLE, click, ephemeral_texts, run
+from tests.scenarios import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
+    SAMPLE,
+    click,
+    ephemeral_texts,
+    mention,
+    run,
+)
 
 
 def policy(**limits: int) -> str:
@@ -264,3 +274,22 @@ async def test_a_slot_whose_process_died_is_free_when_its_lease_ends(redis_url: 
         assert 0 < await client.pttl(keys.run_starts(BOB)) <= keys.RUN_STARTS_WINDOW * 1000
     finally:
         await client.aclose()
+
+
+async def test_the_run_button_of_a_proposal_counts_as_a_start(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    runbooks = policy(max_runs_per_user_per_hour=1)
+    inference.reply_tool_calls([("logs", '{"app": "shop"}')])
+    async with two_bots(tmp_path, slack, inference, redis_url, runbooks) as (a, b):
+        await a.event(mention("any errors in shop logs?", "55.1"))
+        await slack.wait_for(lambda s: any(buttons(m) for m in s.messages(CHANNEL, "55.1")))
+        [card] = [m for m in slack.messages(CHANNEL, "55.1") if buttons(m)]
+        await run(b, slack, "logs app=shop")  # ALICE's one start this hour
+        await slack.wait_for(lambda s: card_says(s, 0, "Succeeded"), timeout=10)
+
+        await click(a, slack, "copilot_run", buttons(card)["copilot_run"], ALICE)
+        await slack.wait_for(lambda s: bool(s.responses_to(f"click-{ALICE}")))
+        assert "You've started 1 run in the last hour (the limit)" in ephemeral_texts(slack, ALICE)
+        assert await state_of(redis_url, buttons(card)["copilot_run"]) is RunState.PENDING
+    assert len(inference.agent_requests) == 1
