@@ -3,8 +3,9 @@
 Order of events for one request: the exact Agents API body is rendered from the runbooks
 file and validated values, stored in Redis under a fresh id, and shown on a card. Only an
 atomic ``pending → approved`` move (by an allowed approver, before expiry) lets a run
-start, and the run sends exactly the stored body. Every step is audited. Every refusal is a
-``RequestRefused`` whose words the person sees.
+start, and the run sends exactly the stored body. The policy's run limits are reserved
+right before that move (``bot.runs.limits``): past one, nothing moves. Every step is
+audited. Every refusal is a ``RequestRefused`` whose words the person sees.
 """
 
 from __future__ import annotations
