@@ -34,6 +34,7 @@ from bot.render.card_writer import CardWriter
 from bot.runbooks import Catalog, load_catalog
 from bot.runs.approvers import Approvers
 from bot.runs.execution import Executor
+from bot.runs.limits import RunLimits
 from bot.runs.requests import Requests
 from bot.runs.service import RunService
 from bot.slack.budget import BudgetRetryHandler, SlackBudget
@@ -42,6 +43,7 @@ from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
+from bot.state.limits import LimitStore
 from bot.state.requests import RequestStore
 from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
@@ -169,6 +171,7 @@ async def build_runtime(
         thread_ttl=settings.copilot_thread_ttl_seconds,
         history_turns=settings.copilot_history_turns,
         lock_ttl=settings.copilot_lock_ttl,
+        questions_per_minute=catalog.policy.max_questions_per_user_per_minute,
     )
     await _check_store(store)
     budget = SlackBudget(BudgetStore(client, identity.team_id))
@@ -275,6 +278,12 @@ def _runs(
         board=board,
         model=settings.inference_model_id,
         background=tasks,
+        limits=RunLimits(
+            LimitStore(client),
+            requests,
+            catalog.policy,
+            run_deadline=settings.copilot_run_deadline,
+        ),
     )
 
 

@@ -10,7 +10,7 @@ steer what is proposed in the asker's name.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
@@ -47,6 +47,25 @@ class Question:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Question:
         return cls(**json.loads(raw))
+
+
+# A stored question holds at most this much text (UTF-8 bytes); the rest is cut, with a note
+# at the end that the model reads, and that the answer repeats for the person.
+MAX_QUESTION_BYTES = 8 * 1024
+CUT_NOTE = "(the rest of your message was cut: it was over 8 KB)"
+
+
+def capped(question: Question) -> Question:
+    """``question`` with its text cut to ``MAX_QUESTION_BYTES`` and the note added."""
+    raw = question.text.encode()
+    if len(raw) <= MAX_QUESTION_BYTES:
+        return question
+    kept = raw[:MAX_QUESTION_BYTES].decode(errors="ignore")  # never half a character
+    return replace(question, text=f"{kept}\n\n{CUT_NOTE}")
+
+
+def was_cut(question: Question) -> bool:
+    return question.text.endswith(CUT_NOTE)
 
 
 @dataclass(frozen=True)

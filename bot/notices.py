@@ -6,6 +6,8 @@ log, never secrets or tracebacks to Slack.
 
 from __future__ import annotations
 
+import math
+
 from bot.errors import (
     BotError,
     InferenceAuthError,
@@ -29,6 +31,23 @@ EMPTY_QUESTION = (
 RUN_ADVICE = "The run may have done part of its work: check the app before running it again."
 # What Cancel does: the bot stops watching; a run already started on Heroku is not stopped.
 STOPPED_WATCHING = "Stopped watching; Heroku may still finish the run."
+
+
+def too_many_questions(limit: int, wait_seconds: float) -> str:
+    """Past ``max_questions_per_user_per_minute``: said once a minute, not per message."""
+    seconds = max(1, math.ceil(wait_seconds))
+    return (
+        f"You've asked {limit} questions in the last minute (the limit), so I'm not answering "
+        f"more for now: ask again in {seconds} seconds."
+    )
+
+
+def queue_full(limit: int) -> str:
+    """A thread whose queue of waiting questions is full."""
+    return (
+        f"{limit} questions are already waiting in this thread (the limit), so I'm not taking "
+        "more for now: ask again once I've answered them."
+    )
 
 
 def describe(exc: BaseException, *, during_run: bool = False) -> str:

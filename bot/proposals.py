@@ -22,6 +22,9 @@ from bot.runs.invocation import Invocation, validate
 
 # Posts the card for a valid proposal and returns a short line for the answer.
 Propose = Callable[[Invocation], Awaitable[str]]
+# Cards one answer may post; further valid proposals become a note in the answer, so one
+# answer cannot fill a thread with buttons.
+MAX_CARDS = 2
 
 
 def catalog_tools(catalog: Catalog) -> list[dict[str, Any]]:
@@ -97,15 +100,31 @@ class ToolCalls:
         return bool(self.calls)
 
     async def propose(self, catalog: Catalog, propose: Propose) -> list[str]:
-        """Validate every call and post cards for the valid ones; lines for the answer."""
-        return [await self._one(call, catalog, propose) for _, call in sorted(self.calls.items())]
+        """Validate every call and post cards for the first ``MAX_CARDS`` valid ones; lines
+        for the answer."""
+        lines: list[str] = []
+        cards = 0
+        for _, call in sorted(self.calls.items()):
+            try:
+                invocation = _invocation(call, catalog)
+            except RequestRefused as exc:
+                lines.append(f":warning: Cannot propose `{call.name or '?'}`: {exc}")
+                continue
+            if cards < MAX_CARDS:
+                cards += 1
+                lines.append(await propose(invocation))
+            else:
+                lines.append(_without_card(invocation))
+        return lines
 
-    async def _one(self, call: _Call, catalog: Catalog, propose: Propose) -> str:
-        try:
-            invocation = _invocation(call, catalog)
-        except RequestRefused as exc:
-            return f":warning: Cannot propose `{call.name or '?'}`: {exc}"
-        return await propose(invocation)
+
+def _without_card(invocation: Invocation) -> str:
+    values = " ".join(f"{k}={v}" for k, v in invocation.values.items() if v)
+    command = f"{invocation.runbook} {values}".strip()
+    return (
+        f"_Also suggested `{command}`, without a card (an answer shows at most {MAX_CARDS}): "
+        f"use `/run {command}` if you want it._"
+    )
 
 
 def _invocation(call: _Call, catalog: Catalog) -> Invocation:

@@ -9,5 +9,6 @@ answerer; everything outside this package talks to the scheduler.
 
 from bot.ask.answerer import Answerer, AskSettings
 from bot.ask.scheduler import ThreadScheduler, traced
+from bot.state.store import Accepted
 
-__all__ = ["Answerer", "AskSettings", "ThreadScheduler", "traced"]
+__all__ = ["Accepted", "Answerer", "AskSettings", "ThreadScheduler", "traced"]

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from bot import logs, notices
-from bot.conversation import SYSTEM_PROMPT, Question, Turn, prompt_messages
+from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
 from bot.pacing import paced
@@ -124,6 +124,8 @@ class Answerer:
             return outcome
         if outcome.finish == "length":
             await reply.write("\n\n" + notices.LENGTH_LIMIT)
+        if was_cut(question):  # the model read the note; the person reads it here
+            await reply.write(f"\n\n_{CUT_NOTE}_")
         if outcome.tool_calls:
             asker = Asker(
                 question.user, question.team, question.channel, question.thread_ts, question.ts

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 
-from bot import logs
+from bot import logs, notices
 from bot.ask.answerer import Answerer
 from bot.background import Background, stop_requested
-from bot.conversation import Question
-from bot.errors import BotError, SlackError, StateError
+from bot.conversation import Question, capped
+from bot.errors import BotError, RequestRefused, SlackError, StateError
 from bot.state import ThreadStore, keys
 from bot.state.store import Accepted
 from bot.state.work import WorkRegistry
@@ -61,17 +62,30 @@ class ThreadScheduler:
     async def submit(
         self, question: Question, dedupe: Sequence[str], *, follow_up: bool = False
     ) -> Accepted:
-        """Queue a question unless it is a duplicate delivery (or a ``follow_up`` in a thread
-        we take no part in), and see that its thread gets answered."""
+        """Queue a question, cut to its size cap, unless it is a duplicate delivery (or a
+        ``follow_up`` in a thread we take no part in) or the limits refuse it, and see that
+        its thread gets answered."""
         thread = _thread_of(question)
         accepted = await self._store.accept(
-            thread, question, dedupe, follow_up=follow_up, announce=self._announce
+            thread, capped(question), dedupe, follow_up=follow_up, announce=self._announce
         )
         if accepted is Accepted.DUPLICATE:
             log.info("duplicate delivery ignored", extra={"thread_id": thread})
+        elif accepted.refused:
+            log.info("question refused", extra={"thread_id": thread, "verdict": accepted.name})
         elif accepted is Accepted.QUEUED and not self._announce:
             self._background.spawn(self.drain(thread), "answering")
         return accepted
+
+    async def refusal(self, question: Question, accepted: Accepted) -> str:
+        """What to tell the asker of a question the limits refused."""
+        if accepted in (Accepted.QUEUE_FULL, Accepted.QUEUE_FULL_AGAIN):
+            return notices.queue_full(keys.THREAD_QUEUE_MAX)
+        try:
+            wait = await self._store.asking_again_at(question.user) - time.time()
+        except StateError:
+            wait = keys.QUESTIONS_WINDOW  # the longest it can be
+        return notices.too_many_questions(self._store.questions_per_minute or 0, wait)
 
     async def drain(self, thread: str) -> bool:
         """Answer the thread's queue if no one else is; False when someone else holds it."""
@@ -156,7 +170,9 @@ class ThreadScheduler:
         question = await self._work.take_retry(retry_id)
         if question is None:
             return False
-        await self.submit(question, [keys.seen_event(f"retry:{retry_id}")])
+        accepted = await self.submit(question, [keys.seen_event(f"retry:{retry_id}")])
+        if accepted.refused:
+            raise RequestRefused(await self.refusal(question, accepted))
         return True
 
 

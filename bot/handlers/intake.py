@@ -19,8 +19,9 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
-from bot.ask import ThreadScheduler, traced
+from bot.ask import Accepted, ThreadScheduler, traced
 from bot.background import Background
+from bot.conversation import Question
 from bot.errors import BotError, SlackError
 from bot.inflight import InFlight
 from bot.slack.calls import slack_errors
@@ -50,7 +51,8 @@ class Intake:
 
     async def take(self, body: dict[str, Any]) -> None:
         """Queue the question in a message event, or drop it when it is not for us. A
-        failure is told to the person in the thread, never raised."""
+        question the limits refuse gets one short reply in its thread (at most one a
+        minute); a failure is told to the person in the thread, never raised."""
         incoming = read_event(body, self._identity)
         if incoming is None:
             return
@@ -58,9 +60,11 @@ class Intake:
         async with self._inflight.hold():
             with traced(question):
                 try:
-                    await self._scheduler.submit(
+                    accepted = await self._scheduler.submit(
                         question, incoming.dedupe, follow_up=incoming.needs_active_thread
                     )
+                    if accepted.to_tell:
+                        self._background.spawn(self._refuse(question, accepted), "refusing")
                 except BotError as exc:
                     log.error("could not take a question in %s: %s", question.channel, exc)
                     if incoming.needs_active_thread:
@@ -85,6 +89,11 @@ class Intake:
             return 401
         await self.take(payload)
         return 200
+
+    async def _refuse(self, question: Question, accepted: Accepted) -> None:
+        """One short reply in the thread for a question the limits refused."""
+        text = await self._scheduler.refusal(question, accepted)
+        await self._tell(question.channel, question.thread_ts, text)
 
     async def _tell(self, channel: str, thread_ts: str, text: str) -> None:
         """Best effort: when even this fails, the log is all that is left."""

@@ -7,6 +7,7 @@
 - ``approvers``: approver membership, by user id or user group
 - ``requests``: typed records over the Redis store, moves checked against the table
 - ``board``: where cards are shown (implemented in ``bot.render``)
+- ``limits``: run starts per requester per hour and runs in flight, reserved before a start
 - ``service``: requesting, deciding, expiring, cancelling, App Home's overview
 - ``execution``: running an approved request on the Agents API and showing its progress
 """

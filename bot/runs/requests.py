@@ -74,3 +74,7 @@ class Requests:
 
     async def audit(self, what: str, **fields: str) -> None:
         await self._store.audit(what, **fields)
+
+    async def refused(self, what: str, **fields: str) -> None:
+        """A refusal, audited apart so a flood of them cannot push decisions out."""
+        await self._store.refused(what, **fields)

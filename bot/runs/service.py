@@ -3,8 +3,9 @@
 Order of events for one request: the exact Agents API body is rendered from the runbooks
 file and validated values, stored in Redis under a fresh id, and shown on a card. Only an
 atomic ``pending → approved`` move (by an allowed approver, before expiry) lets a run
-start, and the run sends exactly the stored body. Every step is audited. Every refusal is a
-``RequestRefused`` whose words the person sees.
+start, and the run sends exactly the stored body. The policy's run limits are reserved
+right before that move (``bot.runs.limits``): past one, nothing moves. Every step is
+audited. Every refusal is a ``RequestRefused`` whose words the person sees.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bot.runs.approvers import Approvers
 from bot.runs.board import Board
 from bot.runs.execution import Executor
 from bot.runs.invocation import Invocation, parse
+from bot.runs.limits import RunLimits
 from bot.runs.record import Overview, Requester, RunRecord, new_id
 from bot.runs.requests import Requests
 from bot.runs.states import Decision, Expired, Missing, Moved, MoveResult, RunState, WrongState
@@ -46,6 +48,7 @@ class RunService:
         board: Board,
         model: str,
         background: Background,
+        limits: RunLimits,
     ) -> None:
         self.catalog = catalog
         self._requests = requests
@@ -54,6 +57,7 @@ class RunService:
         self._board = board
         self._model = model
         self._background = background
+        self._limits = limits
 
     # -- requesting -------------------------------------------------------------------
 
@@ -61,9 +65,13 @@ class RunService:
         """Check policy and input, post the card, and start at once if no approval is due."""
         invocation = parse(text, self.catalog)
         rules.check_request(self.catalog.policy, self.catalog.runbooks[invocation.runbook], who)
-        record = await self._open(who, invocation, thread_ts="", proposed=False)
-        if record.state is RunState.APPROVED:
-            await self._executor.execute(record, by=who.user)
+        record = self._new_record(who, invocation, thread_ts="", proposed=False)
+        if record.state is not RunState.APPROVED:
+            return await self._open(record)
+        await self._limits.reserve(record, by=who.user)  # nothing is posted past a limit
+        async with self._limits.starting(record):
+            record = await self._open(record)
+        await self._execute(record, by=who.user)
         return record
 
     async def propose(
@@ -72,30 +80,19 @@ class RunService:
         """A card for a runbook the model suggested in reply to ``who``'s message
         ``reply_to``: it always waits for a person's click."""
         rules.check_request(self.catalog.policy, self.catalog.runbooks[invocation.runbook], who)
-        return await self._open(
-            who, invocation, thread_ts=thread_ts, proposed=True, reply_to=reply_to
-        )
+        record = self._new_record(who, invocation, thread_ts=thread_ts, proposed=True)
+        return await self._open(replace(record, reply_to=reply_to))
 
-    async def _open(
-        self,
-        who: Requester,
-        invocation: Invocation,
-        *,
-        thread_ts: str,
-        proposed: bool,
-        reply_to: str = "",
-    ) -> RunRecord:
-        record = self._new_record(who, invocation, thread_ts=thread_ts, proposed=proposed)
-        record = replace(record, reply_to=reply_to)
+    async def _open(self, record: RunRecord) -> RunRecord:
         await self._requests.create(record)
         record = replace(record, card_ts=await self._post_card(record))
         await self._requests.set_card(record.id, record.card_ts)
         await self._requests.audit(
-            "proposed" if proposed else "requested",
+            "proposed" if record.proposed else "requested",
             id=record.id,
-            user=who.user,
+            user=record.requester,
             runbook=record.runbook,
-            channel=who.channel,
+            channel=record.channel,
             values=record.values_line(),
         )
         return record
@@ -154,13 +151,19 @@ class RunService:
         try:
             rules.check_decision(record, user, decision, approver=approver)
         except RequestRefused:
-            await self._requests.audit(
+            await self._requests.refused(
                 "click_refused", id=record.id, user=user, decision=decision.value
             )
             raise
+        starting = decision.target is RunState.APPROVED and _open_for_clicks(record)
         if decision.target is RunState.APPROVED:
             await self._refuse_if_outdated(stored, user)
-        await self._moved(record, await self._requests.move(record.id, decision.target, user))
+        if starting:
+            await self._limits.reserve(record, by=user)  # past a limit, nothing moves
+        result = await self._requests.move(record.id, decision.target, user)
+        if starting:
+            await self._limits.settle(record, result)
+        await self._moved(record, result)
         self._background.spawn(self._after_decision(record.id, user), "decision")
 
     async def _refuse_if_outdated(self, record: RunRecord, user: str) -> None:
@@ -204,9 +207,13 @@ class RunService:
             return
         await self._requests.audit(record.state.value, id=request_id, user=user)
         if record.state is RunState.APPROVED:
-            await self._executor.execute(record, by=user)  # shows the card as running
+            await self._execute(record, by=user)  # shows the card as running
         else:
             await self._board.update(record)
+
+    async def _execute(self, record: RunRecord, *, by: str) -> None:
+        async with self._limits.running(record):
+            await self._executor.execute(record, by=by)
 
     async def expire(self, request_id: str) -> None:
         if not isinstance(await self._requests.move(request_id, RunState.EXPIRED, "system"), Moved):
@@ -265,3 +272,8 @@ class RunService:
 
     async def interrupted(self, request_id: str) -> None:
         await self._executor.interrupted(request_id)
+
+
+def _open_for_clicks(record: RunRecord) -> bool:
+    """Still pending and not past its expiry: a click on it may start a run."""
+    return record.state.waiting and record.expires_at > time.time()

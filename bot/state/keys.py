@@ -55,8 +55,13 @@ def work_queue() -> str:
 def waiting_threads() -> str:
     """Sorted set of threads with queued questions, scored by the latest one's arrival: the
     safety net that finds a queue nobody is answering. A thread leaves it when its
-    answerer lets go of an empty queue; the sweep drops the rest."""
+    answerer lets go of an empty queue; the sweep drops the rest. Each accept also drops
+    entries older than ``QUEUE_TTL`` (their queue has expired), keeps the newest
+    ``WAITING_THREADS_MAX``, and gives the set the queues' TTL."""
     return f"{PREFIX}threads:waiting"
+
+
+WAITING_THREADS_MAX = 10_000
 
 
 # A run request (its card, the exact Agents API body, and its state) outlives its decision
@@ -70,7 +75,9 @@ def request(request_id: str) -> str:
 
 
 def pending_requests() -> str:
-    """Sorted set of pending request ids scored by expiry time, for the expiry sweeper."""
+    """Sorted set of pending request ids scored by expiry time, for the expiry sweeper.
+    Every entry is due within ``REQUEST_TTL`` (the longest approval TTL), so the set is given
+    that TTL at each new request."""
     return f"{PREFIX}requests:pending"
 
 
@@ -84,6 +91,15 @@ RECENT_REQUESTS_MAX = 200
 
 def audit_log() -> str:
     return f"{PREFIX}audit"
+
+
+# Refused clicks and limit refusals go to a stream of their own, so a flood of them can
+# never push decisions and runs out of ``audit_log``.
+REFUSED_MAXLEN = 2_000
+
+
+def refused_log() -> str:
+    return f"{PREFIX}audit:refused"
 
 
 def usergroup_members(group: str) -> str:
@@ -120,3 +136,38 @@ def work_pattern() -> str:
 
 def retry(retry_id: str) -> str:
     return f"{PREFIX}retry:{retry_id}"
+
+
+# Limits of the runbooks file's [policy], counted here so they hold across every process.
+# Each is a sorted set that only ever holds as many members as its limit allows, and lives
+# no longer than its window.
+RUN_STARTS_WINDOW = 3600
+QUESTIONS_WINDOW = 60
+# A thread's queue of waiting questions holds at most this many.
+THREAD_QUEUE_MAX = 20
+
+
+def run_starts(user: str) -> str:
+    """The requester's run starts in the last hour, scored by start time (ms)."""
+    return f"{PREFIX}limits:run-starts:{user}"
+
+
+def runs_in_flight() -> str:
+    """The agent runs executing now in the whole app, scored by the end of their lease
+    (ms): a run whose process died leaves the count when its lease ends."""
+    return f"{PREFIX}limits:runs-in-flight"
+
+
+def questions_asked(user: str) -> str:
+    """The asker's questions queued in the last minute, scored by arrival (ms)."""
+    return f"{PREFIX}limits:questions:{user}"
+
+
+def told_too_many_questions(user: str) -> str:
+    """Present for a minute once the asker was told of the per-minute limit."""
+    return f"{PREFIX}limits:questions-told:{user}"
+
+
+def told_queue_full(thread: str) -> str:
+    """Present for a minute once the thread was told its queue is full."""
+    return f"{PREFIX}thread:{thread}:queue-full-told"

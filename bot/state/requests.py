@@ -65,6 +65,7 @@ class RequestStore:
             pipe.expire(key, keys.REQUEST_TTL)
             if expires_at > 0:
                 pipe.zadd(keys.pending_requests(), {request_id: expires_at})
+                pipe.expire(keys.pending_requests(), keys.REQUEST_TTL)
             recent = keys.recent_requests()
             pipe.zadd(recent, {request_id: created_at})
             pipe.zremrangebyrank(recent, 0, -keys.RECENT_REQUESTS_MAX - 1)
@@ -133,8 +134,13 @@ class RequestStore:
             await self._redis.zrem(keys.pending_requests(), request_id)
 
     async def audit(self, what: str, **fields: str) -> None:
+        await self._append(keys.audit_log(), keys.AUDIT_MAXLEN, what, fields)
+
+    async def refused(self, what: str, **fields: str) -> None:
+        """Audit a refusal in a stream of its own, capped apart from decisions and runs."""
+        await self._append(keys.refused_log(), keys.REFUSED_MAXLEN, what, fields)
+
+    async def _append(self, stream: str, maxlen: int, what: str, fields: dict[str, str]) -> None:
         entry: dict[Any, Any] = {**fields, "action": what, "at": repr(time.time())}
         async with redis_errors():
-            await self._redis.xadd(
-                keys.audit_log(), entry, maxlen=keys.AUDIT_MAXLEN, approximate=True
-            )
+            await self._redis.xadd(stream, entry, maxlen=maxlen, approximate=True)
