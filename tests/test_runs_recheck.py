@@ -75,9 +75,11 @@ class Restart:
 
 
 def audit(redis_url: str, action: str) -> list[dict[str, str]]:
+    """Entries of ``action`` in the audit log (refusals in the refused stream)."""
+    stream = keys.refused_log() if action.endswith("_refused") else keys.audit_log()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        entries = client.xrange(keys.audit_log())
+        entries = client.xrange(stream)
     finally:
         client.close()
     return [fields for _, fields in entries if fields["action"] == action]  # type: ignore[union-attr]
