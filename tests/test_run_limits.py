@@ -21,6 +21,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from bot.runs import RunState
+from bot.runs.limits import OPEN_REQUESTS_PER_USER
 from bot.runs.requests import Requests
 from bot.state import keys
 from bot.state.limits import LimitStore, Reserved, RunQuota, TooManyInFlight
@@ -293,3 +294,35 @@ async def test_the_run_button_of_a_proposal_counts_as_a_start(
         assert "You've started 1 run in the last hour (the limit)" in ephemeral_texts(slack, ALICE)
         assert await state_of(redis_url, buttons(card)["copilot_run"]) is RunState.PENDING
     assert len(inference.agent_requests) == 1
+
+
+async def test_open_requests_per_requester_are_capped_across_processes(
+    tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    # Cards are cheap to ask for: one person cannot fill a channel (and Redis) with them.
+    async with two_bots(tmp_path, slack, inference, redis_url, SAMPLE) as (a, b):
+        for n in range(OPEN_REQUESTS_PER_USER):
+            await run((a, b)[n % 2], slack, "migrate app=shop-staging")
+        await slack.wait_for(lambda s: len(cards(s)) == OPEN_REQUESTS_PER_USER)
+
+        await run(b, slack, "migrate app=shop-staging")
+        await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
+        said = ephemeral_texts(slack, ALICE)
+        assert f"You have {OPEN_REQUESTS_PER_USER} requests waiting for a click" in said
+        assert "Nothing was posted." in said
+        assert len(cards(slack)) == OPEN_REQUESTS_PER_USER
+        # Someone else still asks.
+        await run(a, slack, "migrate app=shop-staging", user=CAROL)
+        await slack.wait_for(lambda s: len(cards(s)) == OPEN_REQUESTS_PER_USER + 1)
+
+        # A decided request no longer counts: after a denial, one more card goes up.
+        request_id = buttons(cards(slack)[0])["copilot_deny"]
+        await click(a, slack, "copilot_deny", request_id, BOB)
+        await slack.wait_for(lambda s: card_says(s, 0, "Denied"))
+        await run(b, slack, "migrate app=shop-staging")
+        await slack.wait_for(lambda s: len(cards(s)) == OPEN_REQUESTS_PER_USER + 2)
+
+    refused = await refusals(redis_url)
+    assert [(r["action"], r["limit"], r["user"]) for r in refused] == [
+        ("limit_refused", "open_requests_per_user", ALICE)
+    ]

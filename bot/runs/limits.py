@@ -28,6 +28,10 @@ from bot.state.limits import LimitStore, Reserved, RunQuota, TooManyInFlight, To
 
 log = logging.getLogger(__name__)
 
+# Requests one person may have waiting for a click at once: cards are cheap to ask for
+# (a /run, or a question the copilot answers with a proposal) and each lives in a channel
+# and in Redis, so one person cannot fill either with them.
+OPEN_REQUESTS_PER_USER = 10
 # A slot outlives the run's deadline by this much: the moves and card updates around the
 # Agents API stream take a little time too.
 LEASE_MARGIN = 120.0
@@ -80,6 +84,37 @@ class RunLimits:
             f"{_runs(limit)} {'is' if limit == 1 else 'are'} already in progress (the limit "
             "for this app); try again when one ends."
         )
+
+    async def open(self, record: RunRecord) -> None:
+        """Count a new request waiting for a click, or raise ``RequestRefused`` when its
+        requester has too many waiting already (audited)."""
+        verdict = await self._store.open_request(
+            record.id,
+            record.requester,
+            expires_at=record.expires_at,
+            max_open=OPEN_REQUESTS_PER_USER,
+        )
+        if isinstance(verdict, Reserved):
+            return
+        await self._requests.refused(
+            "limit_refused",
+            id=record.id,
+            user=record.requester,
+            runbook=record.runbook,
+            limit="open_requests_per_user",
+            retry_at=repr(verdict.retry_at),
+        )
+        raise RequestRefused(
+            f"You have {OPEN_REQUESTS_PER_USER} requests waiting for a click (the limit); "
+            f"withdraw one, or try again after {_clock(verdict.retry_at)}. Nothing was posted."
+        )
+
+    async def closed(self, record: RunRecord) -> None:
+        """``record`` no longer waits for a click; a failure only delays its leaving."""
+        try:
+            await self._store.close_request(record.id, record.requester)
+        except BotError as exc:  # it leaves the count when it expires
+            log.warning("could not close the open request %s: %s", record.id, exc)
 
     async def settle(self, record: RunRecord, result: MoveResult) -> None:
         """After the move meant to let ``record`` start: if it did not move, give the

@@ -152,6 +152,12 @@ def run_starts(user: str) -> str:
     return f"{PREFIX}limits:run-starts:{user}"
 
 
+def open_requests(user: str) -> str:
+    """The requester's requests waiting for a click, scored by their expiry (ms): a request
+    leaves when it is decided, or by itself when it expires."""
+    return f"{PREFIX}limits:open-requests:{user}"
+
+
 def runs_in_flight() -> str:
     """The agent runs executing now in the whole app, scored by the end of their lease
     (ms): a run whose process died leaves the count when its lease ends."""
