@@ -20,11 +20,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import Access
 from bot.ask import Answerer, AskSettings, ThreadScheduler
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
-from bot.handlers import home, messages, runs
+from bot.handlers import home, messages, outsiders, runs
 from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
@@ -42,6 +43,7 @@ from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
+from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
 from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
@@ -183,7 +185,15 @@ async def build_runtime(
     inflight = InFlight()
     tasks = Background(inflight)
     requests = Requests(RequestStore(client))
-    run_service = _runs(settings, catalog, requests, slack, client, http, work, budget, tasks)
+    access = Access(
+        slack,
+        PeopleCache(client),
+        team=identity.team_id,
+        allow_external=catalog.policy.allow_external_users,
+    )
+    run_service = _runs(
+        settings, catalog, requests, slack, client, http, work, budget, tasks, access
+    )
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
     answerer = Answerer(
         store,
@@ -197,6 +207,7 @@ async def build_runtime(
         replier,
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
+        access,
     )
     scheduler = ThreadScheduler(
         store,
@@ -206,11 +217,10 @@ async def build_runtime(
         concurrent_answers=settings.copilot_concurrent_answers,
         announce=announce,
     )
-    secret = _secret(settings.slack_signing_secret)
-    intake = Intake(
-        scheduler, slack, identity, inflight, tasks, None if settings.socket_mode else secret
-    )
+    secret = None if settings.socket_mode else _secret(settings.slack_signing_secret)
+    intake = Intake(scheduler, slack, identity, inflight, tasks, secret, access)
     bolt = _bolt_app(settings, identity, token, session)
+    outsiders.register(bolt, access)
     messages.register(bolt, scheduler, intake, inflight)
     runs.register(bolt, run_service, inflight)
     home.register(bolt, run_service, inflight)
@@ -251,6 +261,7 @@ def _runs(
     work: WorkRegistry,
     budget: SlackBudget,
     tasks: Background,
+    access: Access,
 ) -> RunService:
     board = CardWriter(slack)
     executor = Executor(
@@ -275,6 +286,7 @@ def _runs(
         board=board,
         model=settings.inference_model_id,
         background=tasks,
+        access=access,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
+from bot.access import Access
 from bot.ask import ThreadScheduler, traced
 from bot.background import Background
 from bot.errors import BotError, DeliveryRefused, SlackError
@@ -38,6 +39,7 @@ class Intake:
         inflight: InFlight,
         background: Background,
         signing_secret: str | None,
+        access: Access,
     ) -> None:
         self._scheduler = scheduler
         self._client = client
@@ -45,6 +47,7 @@ class Intake:
         self._inflight = inflight
         self._background = background
         self._gate = Gate(signing_secret)
+        self._access = access
 
     async def take(self, body: dict[str, Any]) -> None:
         """Queue the question in a message event, or drop it when it is not for us. A
@@ -53,6 +56,12 @@ class Intake:
         if incoming is None:
             return
         question = incoming.question
+        if self._access.foreign(question.user_team) and not incoming.needs_active_thread:
+            # Someone from another organisation asked: turned away here, before anything is
+            # queued (and with no lookup, so the ack stays fast). Guests, and outsiders in
+            # threads we answer, are found where the question is answered.
+            self._background.spawn(self._access.admits(question), "turning away an outsider")
+            return
         async with self._inflight.hold():
             with traced(question):
                 try:

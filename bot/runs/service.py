@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import replace
 
+from bot.access import Access
 from bot.background import Background
 from bot.errors import RequestRefused, SlackError
 from bot.runbooks import Catalog, agent_body
@@ -45,6 +46,7 @@ class RunService:
         board: Board,
         model: str,
         background: Background,
+        access: Access,
     ) -> None:
         self.catalog = catalog
         self._requests = requests
@@ -53,6 +55,7 @@ class RunService:
         self._board = board
         self._model = model
         self._background = background
+        self._access = access
 
     # -- requesting -------------------------------------------------------------------
 
@@ -198,7 +201,7 @@ class RunService:
 
     async def overview(self, user: str) -> Overview:
         """What ``user`` sees in App Home: requests waiting on them, and the latest runs."""
-        records = await self._requests.recent()
+        records = await self._visible_to(user, await self._requests.recent())
         now = time.time()
         waiting = [r for r in records if r.state.waiting and r.expires_at > now]
         to_decide = [
@@ -222,6 +225,13 @@ class RunService:
             asked=[r for r in waiting if r.requester == user and r not in to_decide],
             latest=latest[:LATEST],
         )
+
+    async def _visible_to(self, user: str, records: list[RunRecord]) -> list[RunRecord]:
+        """Only runs asked in channels ``user`` can read: a run and its parameters are as
+        private as the channel they were asked in."""
+        channels = {r.channel for r in records}
+        readable = {c for c in channels if await self._access.can_see(user, c)}
+        return [r for r in records if r.channel in readable]
 
     async def interrupted(self, request_id: str) -> None:
         await self._executor.interrupted(request_id)
