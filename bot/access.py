@@ -90,7 +90,7 @@ class Access:
             first = await self._cache.first_refusal(user, channel, ttl)
         except StateError:
             first = True  # better told twice than never
-        log.info("turned away", extra={"user": user, "channel": channel, "told": first})
+        log.info("turned away", extra={"outsider": user, "in_channel": channel, "told": first})
         return Refusal(text if first else None)
 
     async def _tell(self, question: Question, text: str) -> None:
