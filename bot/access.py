@@ -18,6 +18,7 @@ reached is skipped rather than trusted, so nothing here raises.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -62,13 +63,16 @@ class Access:
         """Does an event's ``team`` alone make its author an outsider (no lookup needed)?"""
         return not self._allow_external and bool(team) and team != self._team
 
-    async def check(self, user: str, channel: str, *, team: str = "") -> Refusal | None:
-        """None when ``user`` may use the bot; ``team`` is the one a payload names, if any."""
+    async def check(
+        self, user: str, channel: str, *, team: str = "", within: float | None = None
+    ) -> Refusal | None:
+        """None when ``user`` may use the bot; ``team`` is the one a payload names, if any.
+        ``within``: seconds a Slack lookup may take (one that takes longer counts as failed)."""
         if self._allow_external:
             return None
         if self.foreign(team):
             return await self._refuse(user, channel, notices.OUTSIDER, keys.REFUSAL_TTL)
-        person = await self.person(user)
+        person = await self.person(user, within=within)
         if person is None:
             return await self._refuse(user, channel, notices.UNCONFIRMED, keys.UNCONFIRMED_TTL)
         if not self._full_member(person):
@@ -125,15 +129,16 @@ class Access:
 
     # -- look-ups through the cache -------------------------------------------------------
 
-    async def person(self, user: str) -> Person | None:
-        """``users.info`` for ``user``, cached; None when Slack cannot say."""
+    async def person(self, user: str, *, within: float | None = None) -> Person | None:
+        """``users.info`` for ``user``, cached; None when Slack cannot say (in time)."""
         cached = await _quietly(self._cache.person(user))
         if cached is not None:
             return cached
         try:
-            found = await read_person(self._slack, user)
-        except SlackError as exc:
-            log.warning("could not look up %s: %s", user, exc)
+            async with asyncio.timeout(within):
+                found = await read_person(self._slack, user)
+        except (SlackError, TimeoutError) as exc:
+            log.warning("could not look up %s: %r", user, exc)
             return None
         await _quietly(self._cache.keep_person(found))
         return found

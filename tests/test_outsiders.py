@@ -216,6 +216,20 @@ async def test_outsiders_clicks_take_no_effect(
     assert [f for _, f in audit if f.get("user") in (BOB, EXTERNAL)] == []
 
 
+async def test_a_slow_lookup_never_holds_the_ack_past_slacks_3_seconds(
+    act: BotUnderTest, slack: FakeSlack, turned_away: Any
+) -> None:
+    """``/run`` is checked before Bolt acknowledges it: a lookup that would take longer than
+    Slack waits counts as failed, and the person is asked to try again."""
+    slack.delay("users.info", 6.0)
+    started = time.monotonic()
+    assert (await act.command(**run_command(slack, ALICE))).status_code == 200
+    assert time.monotonic() - started < 3.0
+    await turned_away(1)
+    assert texts(slack.responses_to(f"cmd-{ALICE}")) == [notices.UNCONFIRMED]
+    assert slack.messages() == []
+
+
 # -- allow_external_users = true ---------------------------------------------------------------
 
 

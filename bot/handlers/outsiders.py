@@ -23,6 +23,11 @@ from bot.slack.calls import ephemeral
 
 log = logging.getLogger(__name__)
 
+# Slack wants its ack within 3 seconds and this check comes first: a lookup slower than
+# this (Slack rate-limiting users.info, say) counts as failed, and the person is asked to
+# try again.
+LOOKUP_SECONDS = 2.0
+
 # Interactive payloads that carry a person's click or submission.
 _INTERACTIONS = frozenset(
     {"block_actions", "interactive_message", "view_submission", "shortcut", "message_action"}
@@ -43,11 +48,11 @@ def register(app: AsyncApp, access: Access) -> None:
         next_: Callable[[], Awaitable[None]],
     ) -> BoltResponse | None:
         actor = _actor(body)
-        refusal = (
-            None
-            if actor is None
-            else await access.check(actor.user, actor.channel, team=actor.team)
-        )
+        refusal = None
+        if actor is not None:
+            refusal = await access.check(
+                actor.user, actor.channel, team=actor.team, within=LOOKUP_SECONDS
+            )
         if refusal is None:
             await next_()
             return None
