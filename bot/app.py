@@ -20,11 +20,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import Access
 from bot.ask import Answerer, AskSettings, ThreadScheduler
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
-from bot.handlers import home, messages, runs
+from bot.handlers import home, messages, outsiders, runs
 from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
@@ -44,6 +45,7 @@ from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
 from bot.state.limits import LimitStore
+from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
 from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
@@ -186,7 +188,15 @@ async def build_runtime(
     inflight = InFlight()
     tasks = Background(inflight)
     requests = Requests(RequestStore(client))
-    run_service = _runs(settings, catalog, requests, slack, client, http, work, budget, tasks)
+    access = Access(
+        slack,
+        PeopleCache(client),
+        team=identity.team_id,
+        allow_external=catalog.policy.allow_external_users,
+    )
+    run_service = _runs(
+        settings, catalog, requests, slack, client, http, work, budget, tasks, access
+    )
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
     answerer = Answerer(
         store,
@@ -200,6 +210,7 @@ async def build_runtime(
         replier,
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
+        access,
     )
     scheduler = ThreadScheduler(
         store,
@@ -209,11 +220,10 @@ async def build_runtime(
         concurrent_answers=settings.copilot_concurrent_answers,
         announce=announce,
     )
-    secret = _secret(settings.slack_signing_secret)
-    intake = Intake(
-        scheduler, slack, identity, inflight, tasks, None if settings.socket_mode else secret
-    )
+    secret = None if settings.socket_mode else _secret(settings.slack_signing_secret)
+    intake = Intake(scheduler, slack, identity, inflight, tasks, secret, access)
     bolt = _bolt_app(settings, identity, token, session)
+    outsiders.register(bolt, access)
     messages.register(bolt, scheduler, intake, inflight)
     runs.register(bolt, run_service, inflight)
     home.register(bolt, run_service, inflight)
@@ -254,6 +264,7 @@ def _runs(
     work: WorkRegistry,
     budget: SlackBudget,
     tasks: Background,
+    access: Access,
 ) -> RunService:
     board = CardWriter(slack)
     executor = Executor(
@@ -284,6 +295,7 @@ def _runs(
             catalog.policy,
             run_deadline=settings.copilot_run_deadline,
         ),
+        access=access,
     )
 
 

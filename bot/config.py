@@ -87,6 +87,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with xapp-")
         return v
 
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _blank_secret_is_none(cls, v: SecretStr | None) -> SecretStr | None:
+        # A blank secret would sign with an empty key, which anyone can do: treat it as
+        # unset, so HTTP mode refuses to start (``require``) and Socket Mode does not care.
+        return None if v is None or not v.get_secret_value().strip() else v
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: SecretStr | None) -> SecretStr | None:
@@ -116,7 +123,8 @@ class Settings(BaseSettings):
             needed.append("REDIS_URL")  # the only way work reaches a worker
         for name in needed:
             if getattr(self, name.lower()) is None:
-                raise ConfigError(f"{name} is not set: set it to {_HINTS[name]}.")
+                unset = "is not set or is blank" if name == "SLACK_SIGNING_SECRET" else "is not set"
+                raise ConfigError(f"{name} {unset}: set it to {_HINTS[name]}.")
 
 
 def load_settings(**overrides: Any) -> Settings:

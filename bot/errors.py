@@ -11,8 +11,10 @@
     │   └── InferenceStreamError   an error sent inside the stream, or a stream we cannot read
     ├── SlackError             a Web API call failed after the SDK's retries; ``code`` is Slack's
     ├── StateError             Redis (or the embedded store) could not be reached
-    └── RequestRefused         a person's request cannot go ahead (bad /run input, not allowed,
-                               expired); the message is written for that person
+    ├── RequestRefused         a person's request cannot go ahead (bad /run input, not allowed,
+    │                          expired); the message is written for that person
+    └── DeliveryRefused        a request to /slack/events that is not read: ``status`` 401
+                               (unsigned, stale) or 400 (malformed); the message is for the log
 
 Foreign exceptions (httpx, redis, slack_sdk) are translated at the seam that calls them, so
 code above the seams only ever catches these. ``bot.notices`` turns them into what a person
@@ -81,3 +83,11 @@ class StateError(BotError):
 
 class RequestRefused(BotError):
     """A person's request cannot go ahead; the message says why and what is allowed."""
+
+
+class DeliveryRefused(BotError):
+    """An HTTP request to ``/slack/events`` that is refused before anything acts on it."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status

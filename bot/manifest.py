@@ -28,9 +28,21 @@ REQUIRED_SCOPES = (
     "channels:history",
     "usergroups:read",
     "files:write",
+    # Who is a guest or from another organisation (users.info), and who can read a public
+    # channel's runs in App Home (conversations.info / .members).
+    "users:read",
+    "channels:read",
 )
-# Threads in private channels and group DMs, and the "is thinking…" status of assistant threads.
-EXTRA_SCOPES = ("assistant:write", "groups:history", "mpim:history")
+# Threads in private channels and group DMs, the "is thinking…" status of assistant threads,
+# and who can read a private channel's, group DM's or DM's runs in App Home.
+EXTRA_SCOPES = (
+    "assistant:write",
+    "groups:history",
+    "mpim:history",
+    "groups:read",
+    "im:read",
+    "mpim:read",
+)
 BOT_EVENTS = (
     "app_home_opened",
     "app_mention",

@@ -27,6 +27,16 @@ EMPTY_QUESTION = (
     "*how do I roll back the last release of my app?*"
 )
 
+# To guests and people from other organisations, when ``allow_external_users = false``;
+# said once per channel per hour, whatever they send.
+OUTSIDER = (
+    "Sorry, I only work for full members of this workspace, so I won't answer or act on "
+    "this. Please ask a colleague from the workspace to help."
+)
+UNCONFIRMED = (
+    "I couldn't check your Slack account just now, so I didn't act on this. Please try "
+    "again in a minute."
+)
 
 RUN_ADVICE = "The run may have done part of its work: check the app before running it again."
 # What Cancel does: the bot stops watching; a run already started on Heroku is not stopped.

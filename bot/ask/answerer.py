@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from bot import logs, notices
+from bot.access import Access
 from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
@@ -56,16 +57,20 @@ class Answerer:
         replier: Replier,
         settings: AskSettings,
         copilot: Copilot,
+        access: Access,
     ) -> None:
         self._store = store
         self._inference = inference
         self._replier = replier
         self._settings = settings
         self._copilot = copilot
+        self._access = access
 
     async def answer(self, thread: str, question: Question) -> None:
         """Stream the answer into the question's thread and remember the exchange. A failure
         once the reply is open is shown in it; only failing to open it is raised."""
+        if not await self._access.admits(question):
+            return  # a guest or an outsider: told once, and no model call, nothing shown
         reply = self._replier.open(_place_of(question))
         await reply.begin()
         try:

@@ -1,35 +1,34 @@
 """Message events in: read, dedupe and queue a question, then let Slack know we have it.
 
-Over HTTP this is the fast path in front of Bolt for the one kind of request that comes in
-bursts, message events: the signature is checked, the question is queued in Redis, and only
-then does Slack get its 200, so an acknowledged question is never lost with the process.
-That is one HMAC and one Redis round trip per event; everything else (slash commands,
-buttons, App Home, URL verification) goes through Bolt. In Socket Mode, Bolt acknowledges
-and calls ``take`` from its listener.
+Over HTTP every request passes the gate first (``bot.slack.inbound``: signature, then a
+well-formed body; 401 or 400 and one log line otherwise). Message events, the one kind that
+comes in bursts, then take the fast path: the question is queued in Redis, and only then
+does Slack get its 200, so an acknowledged question is never lost with the process. That is
+one HMAC and one Redis round trip per event; everything else (slash commands, buttons, App
+Home, URL verification) goes on to Bolt, which checks the signature again. In Socket Mode,
+Bolt acknowledges and calls ``take`` from its listener.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
+from bot.access import Access
 from bot.ask import Accepted, ThreadScheduler, traced
 from bot.background import Background
 from bot.conversation import Question
-from bot.errors import BotError, SlackError
+from bot.errors import BotError, DeliveryRefused, SlackError
 from bot.inflight import InFlight
 from bot.slack.calls import slack_errors
 from bot.slack.events import Identity, read_event
+from bot.slack.inbound import Delivery, Gate
 
 log = logging.getLogger(__name__)
-
-MESSAGE_EVENTS = frozenset({"app_mention", "message"})
 
 
 class Intake:
@@ -41,13 +40,15 @@ class Intake:
         inflight: InFlight,
         background: Background,
         signing_secret: str | None,
+        access: Access,
     ) -> None:
         self._scheduler = scheduler
         self._client = client
         self._identity = identity
         self._inflight = inflight
         self._background = background
-        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._gate = Gate(signing_secret)
+        self._access = access
 
     async def take(self, body: dict[str, Any]) -> None:
         """Queue the question in a message event, or drop it when it is not for us. A
@@ -57,6 +58,12 @@ class Intake:
         if incoming is None:
             return
         question = incoming.question
+        if self._access.foreign(question.user_team) and not incoming.needs_active_thread:
+            # Someone from another organisation asked: turned away here, before anything is
+            # queued (and with no lookup, so the ack stays fast). Guests, and outsiders in
+            # threads we answer, are found where the question is answered.
+            self._background.spawn(self._access.admits(question), "turning away an outsider")
+            return
         async with self._inflight.hold():
             with traced(question):
                 try:
@@ -74,20 +81,17 @@ class Intake:
                         "telling the user",
                     )
 
-    async def http(self, headers: Mapping[str, str], body: bytes) -> int | None:
-        """The HTTP status for a signed Events API delivery of a message event, once its
-        question is queued; None leaves the request to Bolt."""
-        if self._verifier is None or not body.startswith(b"{"):
-            return None  # slash commands and buttons are form-encoded
+    async def http(self, headers: Mapping[str, str], body: bytes) -> int | Delivery:
+        """The HTTP status for a request refused at the gate, or for a message event once
+        its question is queued; any other admitted request is returned for Bolt."""
         try:
-            payload = json.loads(body)
-        except ValueError:
-            return None
-        if not _is_message_event(payload):
-            return None
-        if not _signed(self._verifier, headers, body):
-            return 401
-        await self.take(payload)
+            delivery = self._gate.admit(headers, body)
+        except DeliveryRefused as exc:
+            log.warning("refused a request to /slack/events (%d): %s", exc.status, exc)
+            return exc.status
+        if not delivery.is_message_event:
+            return delivery
+        await self.take(delivery.body)
         return 200
 
     async def _refuse(self, question: Question, accepted: Accepted) -> None:
@@ -102,19 +106,3 @@ class Intake:
                 await self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
         except SlackError as exc:
             log.error("could not tell the user in %s: %s", channel, exc)
-
-
-def _signed(verifier: SignatureVerifier, headers: Mapping[str, str], body: bytes) -> bool:
-    try:
-        return verifier.is_valid(
-            body, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature")
-        )
-    except ValueError:  # a timestamp that is not a number
-        return False
-
-
-def _is_message_event(payload: object) -> bool:
-    if not isinstance(payload, dict) or payload.get("type") != "event_callback":
-        return False
-    event = payload.get("event")
-    return isinstance(event, dict) and event.get("type") in MESSAGE_EVENTS

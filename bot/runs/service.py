@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import replace
 
+from bot.access import Access
 from bot.background import Background
 from bot.errors import BotError, RequestRefused, SlackError
 from bot.notices import STOPPED_WATCHING
@@ -49,6 +50,7 @@ class RunService:
         model: str,
         background: Background,
         limits: RunLimits,
+        access: Access,
     ) -> None:
         self.catalog = catalog
         self._requests = requests
@@ -58,6 +60,7 @@ class RunService:
         self._model = model
         self._background = background
         self._limits = limits
+        self._access = access
 
     # -- requesting -------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class RunService:
 
     async def overview(self, user: str) -> Overview:
         """What ``user`` sees in App Home: requests waiting on them, and the latest runs."""
-        records = await self._requests.recent()
+        records = await self._visible_to(user, await self._requests.recent())
         now = time.time()
         waiting = [r for r in records if r.state.waiting and r.expires_at > now]
         to_decide = [
@@ -278,6 +281,13 @@ class RunService:
             asked=[r for r in waiting if r.requester == user and r not in to_decide],
             latest=latest[:LATEST],
         )
+
+    async def _visible_to(self, user: str, records: list[RunRecord]) -> list[RunRecord]:
+        """Only runs asked in channels ``user`` can read: a run and its parameters are as
+        private as the channel they were asked in."""
+        channels = {r.channel for r in records}
+        readable = {c for c in channels if await self._access.can_see(user, c)}
+        return [r for r in records if r.channel in readable]
 
     async def interrupted(self, request_id: str) -> None:
         await self._executor.interrupted(request_id)

@@ -66,6 +66,8 @@ class ConsoleSlack:
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._status,
             "usergroups.users.list": self._usergroup,
+            "users.info": self._user,
+            "conversations.info": self._conversation,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
         }
@@ -214,6 +216,16 @@ class ConsoleSlack:
     def _usergroup(self, params: Json) -> Json:
         # The console has no user groups: a group approver approves nobody here.
         return {"ok": True, "users": []}
+
+    def _user(self, params: Json) -> Json:
+        # Whoever types in the console is a full member of its one workspace.
+        user = {"id": params.get("user"), "team_id": TEAM_ID, "is_restricted": False}
+        return {"ok": True, "user": user}
+
+    def _conversation(self, params: Json) -> Json:
+        # The console's channels are public: everyone typing here can read them.
+        channel = {"id": params.get("channel"), "is_channel": True, "is_private": False}
+        return {"ok": True, "channel": channel}
 
     def _upload_url(self, params: Json) -> Json:
         file_id = f"F{len(self._uploads) + 1:08d}"

@@ -108,6 +108,35 @@ def usergroup_members(group: str) -> str:
 
 USERGROUP_TTL = 300
 
+# Who someone is (users.info) and who can read a channel (conversations.info and .members),
+# cached briefly: a guest made a full member, or someone removed from a private channel,
+# counts within these many seconds. Channels are re-read sooner, since hiding runs from
+# someone who just left is what the check is for.
+PERSON_TTL = 300
+CHANNEL_TTL = 60
+
+
+def person(user: str) -> str:
+    return f"{PREFIX}person:{user}"
+
+
+def channel(channel_id: str) -> str:
+    return f"{PREFIX}channel:{channel_id}"
+
+
+def channel_members(channel_id: str) -> str:
+    return f"{PREFIX}channel:{channel_id}:members"
+
+
+# An outsider is told once per channel per hour that the bot will not act for them; when
+# their account could not be checked, they may try again after a minute.
+REFUSAL_TTL = 3600
+UNCONFIRMED_TTL = 60
+
+
+def refused(user: str, channel_id: str) -> str:
+    return f"{PREFIX}refused:{user}:{channel_id}"
+
 
 def slack_budget(team: str, method: str, scope: str = "") -> str:
     """The shared GCRA state of one Slack method in one workspace (and channel, for posts)."""

@@ -16,6 +16,7 @@ from tests.fakes.slack_model import (
     check_blocks,
     stream_pieces,
 )
+from tests.fakes.slack_people import SlackDirectory
 
 Handler = Callable[[Json], Json]
 POSTING = ("chat.postMessage", "chat.postEphemeral", "chat.startStream")
@@ -51,8 +52,10 @@ class SlackWorkspace:
             "views.publish": self._publish_view,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
-            "conversations.info": self._conversation_info,
         }
+        # users.info, conversations.info and conversations.members
+        self.directory = SlackDirectory(team_id, self._channel)
+        self.handlers.update(self.directory.handlers())
 
     # -- configuration used by tests -------------------------------------------------------
 
@@ -288,13 +291,6 @@ class SlackWorkspace:
         upload.channel, upload.thread_ts = channel, params.get("thread_ts")
         upload.initial_comment = params.get("initial_comment")
         return upload
-
-    def _conversation_info(self, params: Json) -> Json:
-        channel = self._channel(params)
-        return {
-            "ok": True,
-            "channel": {"id": channel, "is_im": channel.startswith("D"), "is_archived": False},
-        }
 
 
 def _matches(message: Message, channel: str | None, thread_ts: str | None) -> bool:
