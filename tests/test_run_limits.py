@@ -21,7 +21,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from bot.runs import RunState
-from bot.runs.limits import OPEN_REQUESTS_PER_USER
+from bot.runs.limits import WAITING_REQUESTS_PER_HOUR
 from bot.runs.requests import Requests
 from bot.state import keys
 from bot.state.limits import LimitStore, Reserved, RunQuota, TooManyInFlight
@@ -296,33 +296,35 @@ async def test_the_run_button_of_a_proposal_counts_as_a_start(
     assert len(inference.agent_requests) == 1
 
 
-async def test_open_requests_per_requester_are_capped_across_processes(
+async def test_requests_that_wait_are_limited_per_requester_across_processes(
     tmp_path: Path, slack: FakeSlack, inference: FakeInference, redis_url: str
 ) -> None:
-    # Cards are cheap to ask for: one person cannot fill a channel (and Redis) with them.
+    # Cards are cheap to ask for: one person cannot fill a channel (and Redis) with them,
+    # not even by withdrawing each one to ask again.
+    limit = WAITING_REQUESTS_PER_HOUR
     async with two_bots(tmp_path, slack, inference, redis_url, SAMPLE) as (a, b):
-        for n in range(OPEN_REQUESTS_PER_USER):
+        for n in range(limit):
             await run((a, b)[n % 2], slack, "migrate app=shop-staging")
-        await slack.wait_for(lambda s: len(cards(s)) == OPEN_REQUESTS_PER_USER)
+        await slack.wait_for(lambda s: len(cards(s)) == limit)
+        request_id = buttons(cards(slack)[0])["copilot_withdraw"]
+        await click(a, slack, "copilot_withdraw", request_id, ALICE)
+        await slack.wait_for(lambda s: card_says(s, 0, "Withdrawn"))
 
+        started = time.time()
         await run(b, slack, "migrate app=shop-staging")
         await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
         said = ephemeral_texts(slack, ALICE)
-        assert f"You have {OPEN_REQUESTS_PER_USER} requests waiting for a click" in said
+        assert f"You've asked for {limit} runs that wait for a click in the last hour" in said
         assert "Nothing was posted." in said
-        assert len(cards(slack)) == OPEN_REQUESTS_PER_USER
-        # Someone else still asks.
+        assert started + 3540 <= retry_minute(said) <= started + 3660
+        assert len(cards(slack)) == limit
+        # Someone else still asks, and runs that need no click still start.
         await run(a, slack, "migrate app=shop-staging", user=CAROL)
-        await slack.wait_for(lambda s: len(cards(s)) == OPEN_REQUESTS_PER_USER + 1)
-
-        # A decided request no longer counts: after a denial, one more card goes up.
-        request_id = buttons(cards(slack)[0])["copilot_deny"]
-        await click(a, slack, "copilot_deny", request_id, BOB)
-        await slack.wait_for(lambda s: card_says(s, 0, "Denied"))
-        await run(b, slack, "migrate app=shop-staging")
-        await slack.wait_for(lambda s: len(cards(s)) == OPEN_REQUESTS_PER_USER + 2)
+        await slack.wait_for(lambda s: len(cards(s)) == limit + 1)
+        await run(b, slack, "logs app=shop")
+        await slack.wait_for(lambda s: card_says(s, limit + 1, "Succeeded"), timeout=10)
 
     refused = await refusals(redis_url)
     assert [(r["action"], r["limit"], r["user"]) for r in refused] == [
-        ("limit_refused", "open_requests_per_user", ALICE)
+        ("limit_refused", "waiting_requests_per_hour", ALICE)
     ]

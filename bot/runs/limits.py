@@ -28,10 +28,10 @@ from bot.state.limits import LimitStore, Reserved, RunQuota, TooManyInFlight, To
 
 log = logging.getLogger(__name__)
 
-# Requests one person may have waiting for a click at once: cards are cheap to ask for
-# (a /run, or a question the copilot answers with a proposal) and each lives in a channel
-# and in Redis, so one person cannot fill either with them.
-OPEN_REQUESTS_PER_USER = 10
+# Requests that wait for a click one person may make in an hour: cards are cheap to ask
+# for (a /run, or a question the copilot answers with a proposal) and each stays in a
+# channel and in Redis for days, so one person cannot fill either with them.
+WAITING_REQUESTS_PER_HOUR = 10
 # A slot outlives the run's deadline by this much: the moves and card updates around the
 # Agents API stream take a little time too.
 LEASE_MARGIN = 120.0
@@ -85,14 +85,11 @@ class RunLimits:
             "for this app); try again when one ends."
         )
 
-    async def open(self, record: RunRecord) -> None:
-        """Count a new request waiting for a click, or raise ``RequestRefused`` when its
-        requester has too many waiting already (audited)."""
-        verdict = await self._store.open_request(
-            record.id,
-            record.requester,
-            expires_at=record.expires_at,
-            max_open=OPEN_REQUESTS_PER_USER,
+    async def asked(self, record: RunRecord) -> None:
+        """Count a new request that waits for a click, or raise ``RequestRefused`` when its
+        requester made too many in the last hour (audited)."""
+        verdict = await self._store.count_request(
+            record.id, record.requester, per_hour=WAITING_REQUESTS_PER_HOUR
         )
         if isinstance(verdict, Reserved):
             return
@@ -101,20 +98,14 @@ class RunLimits:
             id=record.id,
             user=record.requester,
             runbook=record.runbook,
-            limit="open_requests_per_user",
+            limit="waiting_requests_per_hour",
             retry_at=repr(verdict.retry_at),
         )
         raise RequestRefused(
-            f"You have {OPEN_REQUESTS_PER_USER} requests waiting for a click (the limit); "
-            f"withdraw one, or try again after {_clock(verdict.retry_at)}. Nothing was posted."
+            f"You've asked for {WAITING_REQUESTS_PER_HOUR} runs that wait for a click in the "
+            f"last hour (the limit); try again after {_clock(verdict.retry_at)}. "
+            "Nothing was posted."
         )
-
-    async def closed(self, record: RunRecord) -> None:
-        """``record`` no longer waits for a click; a failure only delays its leaving."""
-        try:
-            await self._store.close_request(record.id, record.requester)
-        except BotError as exc:  # it leaves the count when it expires
-            log.warning("could not close the open request %s: %s", record.id, exc)
 
     async def settle(self, record: RunRecord, result: MoveResult) -> None:
         """After the move meant to let ``record`` start: if it did not move, give the

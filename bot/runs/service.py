@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from bot.access import Access
 from bot.background import Background
-from bot.errors import BotError, RequestRefused, SlackError
+from bot.errors import RequestRefused, SlackError
 from bot.notices import STOPPED_WATCHING
 from bot.runbooks import Catalog, agent_body
 from bot.runs import rules
@@ -88,13 +88,9 @@ class RunService:
 
     async def _open(self, record: RunRecord) -> RunRecord:
         if record.state.waiting:
-            await self._limits.open(record)  # past the limit, nothing is stored or posted
+            await self._limits.asked(record)  # past the limit, nothing is stored or posted
         await self._requests.create(record)
-        try:
-            record = replace(record, card_ts=await self._post_card(record))
-        except BotError:
-            await self._limits.closed(record)
-            raise
+        record = replace(record, card_ts=await self._post_card(record))
         await self._requests.set_card(record.id, record.card_ts)
         await self._requests.audit(
             "proposed" if record.proposed else "requested",
@@ -186,7 +182,6 @@ class RunService:
         await self._requests.audit(
             RunState.OUTDATED.value, id=record.id, user=user, runbook=record.runbook, reason=reason
         )
-        await self._limits.closed(record)
         await self._board.update(await self._requests.get(record.id) or record)
         raise RequestRefused(f":warning: Outdated: {reason}. Nothing ran; ask again with `/run`.")
 
@@ -216,7 +211,6 @@ class RunService:
         if record is None:
             return
         await self._requests.audit(record.state.value, id=request_id, user=user)
-        await self._limits.closed(record)
         if record.state is RunState.APPROVED:
             await self._execute(record, by=user)  # shows the card as running
         else:
@@ -233,7 +227,6 @@ class RunService:
         await self._requests.audit(RunState.EXPIRED.value, id=request_id)
         record = await self._requests.get(request_id)
         if record is not None:
-            await self._limits.closed(record)
             await self._board.update(record)
 
     async def sweep_expired(self) -> int:

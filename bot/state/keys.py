@@ -171,6 +171,7 @@ def retry(retry_id: str) -> str:
 # Each is a sorted set that only ever holds as many members as its limit allows, and lives
 # no longer than its window.
 RUN_STARTS_WINDOW = 3600
+REQUESTS_WINDOW = 3600
 QUESTIONS_WINDOW = 60
 # A thread's queue of waiting questions holds at most this many.
 THREAD_QUEUE_MAX = 20
@@ -181,10 +182,10 @@ def run_starts(user: str) -> str:
     return f"{PREFIX}limits:run-starts:{user}"
 
 
-def open_requests(user: str) -> str:
-    """The requester's requests waiting for a click, scored by their expiry (ms): a request
-    leaves when it is decided, or by itself when it expires."""
-    return f"{PREFIX}limits:open-requests:{user}"
+def requests_asked(user: str) -> str:
+    """The requester's requests that waited for a click in the last hour, scored by when
+    they were made (ms)."""
+    return f"{PREFIX}limits:requests:{user}"
 
 
 def runs_in_flight() -> str:

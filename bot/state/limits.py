@@ -51,31 +51,29 @@ return {'reserved', 0}
 """
 
 
-# Returns {verdict, ms}: 'opened' (counted, or counted already) or 'full' (ms: when the
-# soonest of the requester's open requests expires).
-_OPEN = """
-local open_key = KEYS[1]
+# Returns {verdict, ms}: 'counted' (now, or already) or 'full' (ms: when the oldest of the
+# requester's requests leaves the window).
+_ASKED = """
+local asked_key = KEYS[1]
 local request_id = ARGV[1]
 local now_ms = tonumber(ARGV[2])
-local expires_ms = tonumber(ARGV[3])
-local max_open = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', open_key, '-inf', now_ms)
-if redis.call('ZSCORE', open_key, request_id) then return {'opened', 0} end
-if redis.call('ZCARD', open_key) >= max_open then
-  local soonest = redis.call('ZRANGE', open_key, 0, 0, 'WITHSCORES')
-  return {'full', tonumber(soonest[2])}
+local window_ms = tonumber(ARGV[3])
+local max_asked = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', asked_key, '-inf', now_ms - window_ms)
+if redis.call('ZSCORE', asked_key, request_id) then return {'counted', 0} end
+if redis.call('ZCARD', asked_key) >= max_asked then
+  local oldest = redis.call('ZRANGE', asked_key, 0, 0, 'WITHSCORES')
+  return {'full', tonumber(oldest[2]) + window_ms}
 end
-redis.call('ZADD', open_key, expires_ms, request_id)
-if redis.call('PTTL', open_key) < expires_ms - now_ms then
-  redis.call('PEXPIREAT', open_key, expires_ms)
-end
-return {'opened', 0}
+redis.call('ZADD', asked_key, now_ms, request_id)
+redis.call('PEXPIRE', asked_key, window_ms)
+return {'counted', 0}
 """
 
 
 @dataclass(frozen=True)
-class TooManyOpen:
-    retry_at: float  # epoch seconds when the soonest open request expires
+class TooManyAsked:
+    retry_at: float  # epoch seconds when the requester's oldest request leaves the hour
 
 
 @dataclass(frozen=True)
@@ -109,21 +107,18 @@ class LimitStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._reserve = client.register_script(_RESERVE)
-        self._open = client.register_script(_OPEN)
+        self._asked = client.register_script(_ASKED)
 
-    async def open_request(
-        self, request_id: str, user: str, *, expires_at: float, max_open: int
-    ) -> Reserved | TooManyOpen:
-        """Count a request waiting for a click, unless ``user`` has ``max_open`` already."""
-        args: list[str | int] = [request_id, _now_ms(), int(expires_at * 1000), max_open]
+    async def count_request(
+        self, request_id: str, user: str, *, per_hour: int
+    ) -> Reserved | TooManyAsked:
+        """Count a request that waits for a click, unless ``user`` made ``per_hour``
+        such requests in the last hour already."""
+        window_ms = keys.REQUESTS_WINDOW * 1000
+        args: list[str | int] = [request_id, _now_ms(), window_ms, per_hour]
         async with redis_errors():
-            verdict, ms = await self._open(keys=[keys.open_requests(user)], args=args)
-        return TooManyOpen(int(ms) / 1000) if verdict == "full" else Reserved()
-
-    async def close_request(self, request_id: str, user: str) -> None:
-        """The request was decided (or never shown): it no longer counts as open."""
-        async with redis_errors():
-            await self._redis.zrem(keys.open_requests(user), request_id)
+            verdict, ms = await self._asked(keys=[keys.requests_asked(user)], args=args)
+        return TooManyAsked(int(ms) / 1000) if verdict == "full" else Reserved()
 
     async def reserve_run(self, run_id: str, user: str, quota: RunQuota) -> Reservation:
         """Count ``run_id`` as a start of ``user``'s and as in flight, unless either limit
