@@ -1,0 +1,119 @@
+"""Text from outside the bot, made safe to post: model answers, tool output, agent messages.
+
+Such text is masked first (``bot.redact``), then the Slack control sequences in it are made
+inert, so that a model or a tool (or whoever steered them) cannot ping a channel or dress up
+a link:
+
+    <!channel> <!here> <!everyone> <!subteam^S…>  → a zero-width space after "<": Slack shows
+                                                     the characters and pings no one
+    <https://evil.example|https://bank.example>   → https://bank.example (https://evil.example)
+    [https://bank.example](https://evil.example)  → the same: every link shows its target
+
+``<@U…>`` and ``<#C…>`` stay (Slack shows the real name of who or what they point at), and so
+does a plain date token. The bot's own mrkdwn never comes through here: it is applied to
+foreign text once on each path, before that text is put into a message.
+
+``shown`` does it to a whole text. ``SafeStream`` does it to text that arrives in pieces: it
+holds back the tail that a later piece could still turn into a secret or a control sequence
+(the last word, a secret's name waiting for its value, an open quote, an unclosed "<" or
+"[", a private key before its END line) and releases it once complete, or masked at the end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from bot import redact
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+# "<!" starts every broadcast and user-group mention; a date token (without a link) is inert.
+_SPECIAL = re.compile(r"<!(?!date\^\d+\^[^^|<>]*\|[^<>]*>)")
+_SLACK_LINK = re.compile(r"<([a-z][a-z0-9+.-]*:[^\s<>|]*)\|([^<>]*)>", re.IGNORECASE)
+_MARKDOWN_LINK = re.compile(r"\[([^\[\]\n]*)\]\(([a-z][a-z0-9+.-]*:[^()\s]*)\)", re.IGNORECASE)
+# An unclosed "<" or "[" on the last line: a link or mention the next piece may close.
+_UNCLOSED = re.compile(r"[<\[][^<>\[\]\n]*\Z")
+
+
+def shown(text: str) -> str:
+    """``text`` masked, then with its pings and disguised links made inert."""
+    return neutralise(redact.mask(text))
+
+
+def neutralise(text: str) -> str:
+    text = _SPECIAL.sub("<" + ZERO_WIDTH_SPACE + "!", text)
+    text = _SLACK_LINK.sub(lambda m: _link(m[1], m[2]), text)
+    return _MARKDOWN_LINK.sub(lambda m: _link(m[2], m[1]), text)
+
+
+def _link(url: str, label: str) -> str:
+    label = label.strip()
+    bare = url.split("://", 1)[-1].rstrip("/")
+    if not label or label.rstrip("/") in (url.rstrip("/"), bare):
+        return url
+    return f"{label} ({url})"
+
+
+class SafeStream:
+    """Pieces in, safe text out: ``feed`` returns what can be shown now, ``flush`` the rest."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        self._pending += piece
+        cut = _safe_cut(self._pending)
+        ready, self._pending = self._pending[:cut], self._pending[cut:]
+        return shown(ready) if ready else ""
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return shown(rest) if rest else ""
+
+
+async def safe_stream(source: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    """``source`` made safe as it streams; if it fails, what it held back is shown first."""
+    stream = SafeStream()
+    try:
+        async for piece in source:
+            if ready := stream.feed(piece):
+                yield ready
+    except Exception:
+        # The answer keeps what the model said before it broke off, masked like the rest.
+        if rest := stream.flush():
+            yield rest
+        raise
+    finally:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()  # stopping early closes the model's stream now, not at GC
+    if rest := stream.flush():
+        yield rest
+
+
+def _safe_cut(text: str) -> int:
+    """How much of ``text`` is final: it ends after a space, and nothing before the cut is
+    waiting for what comes next."""
+    end = _after_space(text, len(text))
+    while end > 0:
+        start = _unfinished(text[:end])
+        if start is None:
+            return end
+        end = _after_space(text, start)
+    return 0
+
+
+def _unfinished(text: str) -> int | None:
+    found = [redact.unfinished(text)]
+    unclosed = _UNCLOSED.search(text, text.rfind("\n") + 1)
+    found.append(unclosed.start() if unclosed else None)
+    return min((at for at in found if at is not None), default=None)
+
+
+def _after_space(text: str, limit: int) -> int:
+    """The index just after the last whitespace before ``limit``; 0 if there is none."""
+    for index in range(limit - 1, -1, -1):
+        if text[index].isspace():
+            return index + 1
+    return 0
