@@ -30,11 +30,12 @@ _SECRET_NAME = re.compile(rf"(?i){_NAME}")
 _SEPARATOR = r"[ \t]*(?:=>|:=|[:=])[ \t]*"
 # An unquoted value: up to a space, a quote, a comma or semicolon (the next field), a backtick.
 _BARE = r"[^\s\"',;`]"
-_QUOTED = r"\"(?:\\.|[^\"\\\n])+\"|'(?:\\.|[^'\\\n])+'"
+# A quoted value, or one whose closing quote never came: masked to the end of its line.
+_QUOTED = r"\"(?:\\.|[^\"\\\n])+(?:\"|$)|'(?:\\.|[^'\\\n])+(?:'|$)"
 # Any ``name = value``; whether the name says secret is checked on the match, which is much
 # faster than asking the regex to find secret names inside every word.
 _ASSIGNMENT = re.compile(
-    rf"(?<![\w.-])(?P<name>(?P<q>[\"']?)(?P<word>[\w.-]{{1,120}})(?P=q){_SEPARATOR})"
+    rf"(?m)(?<![\w.-])(?P<name>(?P<q>[\"']?)(?P<word>[\w.-]{{1,120}})(?P=q){_SEPARATOR})"
     rf"(?:(?P<quoted>{_QUOTED})|(?P<bare>{_BARE}{{4,}}))"
 )
 _NOT_SECRET = re.compile(rf"(?i)(?:null|none|nil|true|false)|.*{MASK}")
@@ -44,7 +45,7 @@ _PEM = re.compile(
 )
 # scheme://user:password@host, the password possibly holding "/", "@" or "%": it runs to the
 # last "@" before the query, so the host after it stays readable.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@\"'<>|`]*):[^\s\"'<>|`?#]*@(?=\w)")
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^\s:/@\"'<>|`]*):[^\s\"'<>|`?#]*@(?=\w)")
 
 
 def _assignment(match: re.Match[str]) -> str:
