@@ -27,6 +27,7 @@ _NAME = (
     r"|[\w.-]{0,60}?[_-](?:pass|pwd)(?![\w])"
 )
 _SECRET_NAME = re.compile(rf"(?i){_NAME}")
+_NAME_HINTS = ("pass", "pwd", "secret", "token", "key", "credential")
 _SEPARATOR = r"[ \t]*(?:=>|:=|[:=])[ \t]*"
 # An unquoted value: up to a space, a quote, a comma or semicolon (the next field), a backtick.
 _BARE = r"[^\s\"',;`]"
@@ -109,11 +110,7 @@ _RULES = [
         ("authorization",),
     ),
     _Rule(re.compile(r"(?i)\b(bearer[ \t]+)[\w.~+/=-]{12,}"), rf"\1{MASK}", ("bearer",)),
-    _Rule(
-        _ASSIGNMENT,
-        _assignment,
-        ("pass", "pwd", "secret", "token", "key", "credential"),
-    ),
+    _Rule(_ASSIGNMENT, _assignment, _NAME_HINTS),
     # .netrc, where the Heroku CLI keeps its key: "password <key>", no separator.
     _Rule(
         re.compile(rf"(?i)(?<![\w.-])(password[ \t]+)(?={_BARE}*\d){_BARE}{{8,}}"),
@@ -124,16 +121,23 @@ _RULES = [
 
 # Where a secret may have begun that the text to come could still complete, for text cut at
 # a space: a secret's name (and separator, and an open quote), or an Authorization header
-# before its value. Each ends at the end of the text and stays on its line.
-_UNFINISHED_ON_LINE = [
-    re.compile(
-        rf"(?i)(?<![\w.-])[\"']?(?:{_NAME})[\"']?[ \t]*"
-        rf"(?:(?:=>|:=|[:=])[ \t]*(?:\"(?:\\.|[^\"\\\n])*|'(?:\\.|[^'\\\n])*)?)?\Z"
+# before its value. Each ends at the end of the text and stays on its line; hints as above.
+_UNFINISHED_ON_LINE: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (
+        re.compile(
+            rf"(?i)(?<![\w.-])[\"']?(?:{_NAME})[\"']?[ \t]*"
+            rf"(?:(?:=>|:=|[:=])[ \t]*(?:\"(?:\\.|[^\"\\\n])*|'(?:\\.|[^'\\\n])*)?)?\Z"
+        ),
+        _NAME_HINTS,
     ),
-    re.compile(
-        r"(?i)\b(?:proxy-)?authorization[\"']?[ \t]*(?:[:=][ \t]*[\"']?[ \t]*(?:\w+[ \t]*)?)?\Z"
+    (
+        re.compile(
+            r"(?i)\b(?:proxy-)?authorization[\"']?[ \t]*"
+            r"(?:[:=][ \t]*[\"']?[ \t]*(?:\w+[ \t]*)?)?\Z"
+        ),
+        ("authorization",),
     ),
-    re.compile(r"(?i)\bbearer[ \t]*\Z"),
+    (re.compile(r"(?i)\bbearer[ \t]*\Z"), ("bearer",)),
 ]
 _UNFINISHED_KEY = re.compile(r"-----BEGIN (?:(?!-----END [A-Z0-9 ]*-----)[\s\S])*\Z")
 
@@ -141,7 +145,7 @@ _UNFINISHED_KEY = re.compile(r"-----BEGIN (?:(?!-----END [A-Z0-9 ]*-----)[\s\S])
 def mask(text: str) -> str:
     lowered = text.lower()
     for rule in _RULES:
-        if any(hint in lowered for hint in rule.hints):
+        if _any_in(lowered, rule.hints):
             text = rule.pattern.sub(rule.replacement, text)
             lowered = text.lower()
     return text
@@ -153,7 +157,13 @@ def unfinished(text: str) -> int | None:
     ``text`` ends just after a space; a secret that contains no space lies within one word
     and is whole. What remains is a secret's name waiting for its value, a quoted value
     still open, and a private key before its END line."""
-    line = text.rfind("\n") + 1
-    found = [p.search(text, line) for p in _UNFINISHED_ON_LINE]
-    found.append(_UNFINISHED_KEY.search(text))
+    start = text.rfind("\n") + 1
+    line = text[start:].lower()
+    found = [p.search(text, start) for p, hints in _UNFINISHED_ON_LINE if _any_in(line, hints)]
+    if "-----BEGIN " in text:
+        found.append(_UNFINISHED_KEY.search(text))
     return min((m.start() for m in found if m is not None), default=None)
+
+
+def _any_in(text: str, hints: tuple[str, ...]) -> bool:
+    return any(hint in text for hint in hints)

@@ -8,6 +8,7 @@ a link:
                                                      the characters and pings no one
     <https://evil.example|https://bank.example>   → https://bank.example (https://evil.example)
     [https://bank.example](https://evil.example)  → the same: every link shows its target
+    a labelled link spread over lines             → a zero-width space breaks it: shown as text
 
 ``<@U…>`` and ``<#C…>`` stay (Slack shows the real name of who or what they point at), and so
 does a plain date token. The bot's own mrkdwn never comes through here: it is applied to
@@ -15,8 +16,8 @@ foreign text once on each path, before that text is put into a message.
 
 ``shown`` does it to a whole text. ``SafeStream`` does it to text that arrives in pieces: it
 holds back the tail that a later piece could still turn into a secret or a control sequence
-(the last word, a secret's name waiting for its value, an open quote, an unclosed "<" or
-"[", a private key before its END line) and releases it once complete, or masked at the end.
+(the last word, a secret's name waiting for its value, an open quote, a private key before
+its END line, a link not yet closed) and releases it once complete, or masked at the end.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ ZERO_WIDTH_SPACE = "\u200b"
 
 # "<!" starts every broadcast and user-group mention; a date token (without a link) is inert.
 _SPECIAL = re.compile(r"<!(?!date\^\d+\^[^^|<>]*\|[^<>]*>)")
-_SLACK_LINK = re.compile(r"<([a-z][a-z0-9+.-]*:[^\s<>|]*)\|([^<>]*)>", re.IGNORECASE)
+_SLACK_LINK = re.compile(r"<([a-z][a-z0-9+.-]*:[^\s<>|]*)\|([^<>\n]*)>", re.IGNORECASE)
 _MARKDOWN_LINK = re.compile(r"\[([^\[\]\n]*)\]\(([a-z][a-z0-9+.-]*:[^()\s]*)\)", re.IGNORECASE)
-# An unclosed "<" or "[" on the last line: a link or mention the next piece may close.
-_UNCLOSED = re.compile(r"[<\[][^<>\[\]\n]*\Z")
+# What is left of a labelled link the rules above did not turn round (its label runs over a
+# line, or holds brackets) is broken instead: Slack and Markdown then show it as text.
+_SLACK_LINK_START = re.compile(r"<(?=[a-z][a-z0-9+.-]*:[^\s<>|]*\|)", re.IGNORECASE)
+_MARKDOWN_LINK_TARGET = re.compile(r"\](?=\([a-z][a-z0-9+.-]*:)", re.IGNORECASE)
+# An unclosed "<" or "[" on the last line: a link the next piece may close. Held back only for
+# a while (a link is short), so that it reads as a link turned round rather than a broken one:
+# safety does not depend on it.
+_UNCLOSED = re.compile(r"[<\[][^<>\[\]\n]{0,300}\Z")
 
 
 def shown(text: str) -> str:
@@ -44,7 +51,9 @@ def shown(text: str) -> str:
 def neutralise(text: str) -> str:
     text = _SPECIAL.sub("<" + ZERO_WIDTH_SPACE + "!", text)
     text = _SLACK_LINK.sub(lambda m: _link(m[1], m[2]), text)
-    return _MARKDOWN_LINK.sub(lambda m: _link(m[2], m[1]), text)
+    text = _MARKDOWN_LINK.sub(lambda m: _link(m[2], m[1]), text)
+    text = _SLACK_LINK_START.sub("<" + ZERO_WIDTH_SPACE, text)
+    return _MARKDOWN_LINK_TARGET.sub("]" + ZERO_WIDTH_SPACE, text)
 
 
 def _link(url: str, label: str) -> str:

@@ -145,3 +145,22 @@ async def test_safe_stream_shows_the_tail_masked_at_the_end() -> None:
     got: list[str] = []
     await collect(pieces("Use DB_PASS=", "abc123"), got)
     assert got == ["Use ", f"DB_PASS={MASK}"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("<https://evil.example|the\nbank>", f"<{ZW}https://evil.example|the\nbank>"),
+        ("[the\nbank](https://evil.example)", f"[the\nbank]{ZW}(https://evil.example)"),
+        ("[the [real] bank](https://evil.example)", f"[the [real] bank]{ZW}(https://evil.example)"),
+    ],
+)
+def test_a_labelled_link_that_cannot_be_turned_round_is_broken(raw: str, expected: str) -> None:
+    assert neutralise(raw) == expected
+
+
+def test_a_link_split_far_from_its_start_is_still_inert() -> None:
+    label = "the bank " * 60  # longer than a link is held back for
+    stream = SafeStream()
+    out = stream.feed(f"<https://evil.example|{label}") + stream.feed("here>") + stream.flush()
+    assert out.startswith(f"<{ZW}https://evil.example|")
