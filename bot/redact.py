@@ -119,31 +119,37 @@ _RULES = [
     ),
 ]
 
-# Where a secret may have begun that the text to come could still complete, for text cut at
-# a space: a secret's name (and separator, and an open quote), or an Authorization header
-# before its value. Each ends at the end of the text and stays on its line; hints as above.
+_ANY_HINT = re.compile("|".join(re.escape(hint) for rule in _RULES for hint in rule.hints))
+
+# Where a secret may have begun that the text to come could still complete, through a
+# space: a secret's name and separator (and an open quote), an Authorization header or a
+# "password" waiting for their value. Each reaches the end of the text (whose last word may
+# be cut short) and stays on its line; hints as above.
 _UNFINISHED_ON_LINE: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (
         re.compile(
-            rf"(?i)(?<![\w.-])[\"']?(?:{_NAME})[\"']?[ \t]*"
-            rf"(?:(?:=>|:=|[:=])[ \t]*(?:\"(?:\\.|[^\"\\\n])*|'(?:\\.|[^'\\\n])*)?)?\Z"
+            rf"(?i)(?<![\w.-])[\"']?(?:{_NAME})[\"']?[ \t]*(?:(?:=>|:=|[:=])[ \t]*"
+            rf"(?:\"(?:\\.|[^\"\\\n])*|'(?:\\.|[^'\\\n])*|\S*))?\Z"
         ),
         _NAME_HINTS,
     ),
+    (re.compile(r"(?i)(?<![\w.-])password[ \t]+\S*\Z"), ("password",)),
     (
         re.compile(
             r"(?i)\b(?:proxy-)?authorization[\"']?[ \t]*"
-            r"(?:[:=][ \t]*[\"']?[ \t]*(?:\w+[ \t]*)?)?\Z"
+            r"(?:[:=][ \t]*[\"']?[ \t]*(?:\w+[ \t]+)?\S*)?\Z"
         ),
         ("authorization",),
     ),
-    (re.compile(r"(?i)\bbearer[ \t]*\Z"), ("bearer",)),
+    (re.compile(r"(?i)\bbearer(?:[ \t]+\S*)?\Z"), ("bearer",)),
 ]
 _UNFINISHED_KEY = re.compile(r"-----BEGIN (?:(?!-----END [A-Z0-9 ]*-----)[\s\S])*\Z")
 
 
 def mask(text: str) -> str:
     lowered = text.lower()
+    if not _ANY_HINT.search(lowered):
+        return text  # most text: nothing any rule could match
     for rule in _RULES:
         if _any_in(lowered, rule.hints):
             text = rule.pattern.sub(rule.replacement, text)
@@ -152,17 +158,30 @@ def mask(text: str) -> str:
 
 
 def unfinished(text: str) -> int | None:
-    """Where in ``text`` a secret that more text could complete begins, if anywhere.
+    """Where in ``text`` a secret begins that the text to come could complete, if anywhere.
 
-    ``text`` ends just after a space; a secret that contains no space lies within one word
-    and is whole. What remains is a secret's name waiting for its value, a quoted value
-    still open, and a private key before its END line."""
+    A secret with no space in it lies within the last word, which ``text`` may have cut
+    short; these are the ones that reach further back: a secret's name waiting for its
+    value (maybe quoted, with spaces), and a private key before its END line."""
     start = text.rfind("\n") + 1
     line = text[start:].lower()
     found = [p.search(text, start) for p, hints in _UNFINISHED_ON_LINE if _any_in(line, hints)]
     if "-----BEGIN " in text:
         found.append(_UNFINISHED_KEY.search(text))
     return min((m.start() for m in found if m is not None), default=None)
+
+
+def spans(text: str) -> list[tuple[int, int]]:
+    """Where each rule matches in ``text``: a cut inside one would break a secret in two."""
+    lowered = text.lower()
+    if not _ANY_HINT.search(lowered):
+        return []
+    return [
+        match.span()
+        for rule in _RULES
+        if _any_in(lowered, rule.hints)
+        for match in rule.pattern.finditer(text)
+    ]
 
 
 def _any_in(text: str, hints: tuple[str, ...]) -> bool:

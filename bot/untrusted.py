@@ -40,7 +40,7 @@ _MARKDOWN_LINK_TARGET = re.compile(r"\](?=\([a-z][a-z0-9+.-]*:)", re.IGNORECASE)
 # An unclosed "<" or "[" on the last line: a link the next piece may close. Held back only for
 # a while (a link is short), so that it reads as a link turned round rather than a broken one:
 # safety does not depend on it.
-_UNCLOSED = re.compile(r"[<\[][^<>\[\]\n]{0,300}\Z")
+_UNCLOSED = re.compile(r"<[^<>\n]{0,300}\Z|\[[^\[\]\n]{0,300}(?:\](?:\([^()\s]*)?)?\Z")
 
 
 def shown(text: str) -> str:
@@ -102,27 +102,26 @@ async def safe_stream(source: AsyncIterator[str]) -> AsyncGenerator[str, None]:
 
 
 def _safe_cut(text: str) -> int:
-    """How much of ``text`` is final: it ends after a space, and nothing before the cut is
-    waiting for what comes next."""
+    """How much of ``text`` is final: up to a space, before anything still open (a secret
+    waiting for its value, a link), and never inside a secret or a link."""
     end = _after_space(text, len(text))
-    while end > 0:
-        start = _unfinished(text[:end])
-        if start is None:
-            return end
-        end = _after_space(text, start)
-    return 0
+    if end == 0:
+        return 0  # most pieces end inside a word: nothing to decide yet
+    starts = [redact.unfinished(text), _unclosed_link(text)]
+    end = _after_space(text, min((s for s in starts if s is not None), default=end))
+    whole = redact.spans(text) + [
+        m.span() for link in (_SLACK_LINK, _MARKDOWN_LINK) for m in link.finditer(text)
+    ]
+    while straddled := [start for start, stop in whole if start < end < stop]:
+        end = _after_space(text, min(straddled))
+    return end
 
 
-def _unfinished(text: str) -> int | None:
-    found = [redact.unfinished(text)]
-    unclosed = _UNCLOSED.search(text, text.rfind("\n") + 1)
-    found.append(unclosed.start() if unclosed else None)
-    return min((at for at in found if at is not None), default=None)
+def _unclosed_link(text: str) -> int | None:
+    found = _UNCLOSED.search(text, text.rfind("\n") + 1)
+    return found.start() if found else None
 
 
 def _after_space(text: str, limit: int) -> int:
-    """The index just after the last whitespace before ``limit``; 0 if there is none."""
-    for index in range(limit - 1, -1, -1):
-        if text[index].isspace():
-            return index + 1
-    return 0
+    """The index just after the last space, tab or line break before ``limit``; 0 if none."""
+    return max(text.rfind(space, 0, limit) for space in " \n\t\r") + 1
