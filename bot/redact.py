@@ -5,7 +5,8 @@ have printed secrets into channels). Masking keeps what makes the text recognisa
 scheme, user and host, a variable's name, a token's kind) and hides the secret itself.
 
 ``mask`` works on a whole text. Text that arrives in pieces is masked by ``bot.untrusted``,
-which asks ``unfinished`` where a secret the next piece could complete may have begun.
+which cuts it where no secret is broken: not inside a match (``spans``), and not after the
+start of a secret the next piece could complete (``unfinished``).
 
 Known limits: an unquoted value ends at the first space (``password: correct horse`` keeps
 "horse"); a bare key with no name or shape we know (a UUID on its own) is not a secret to us.
@@ -56,7 +57,7 @@ def _assignment(match: re.Match[str]) -> str:
         return name + _ASSIGNMENT.sub(_assignment, match[0][len(name) :])
     if bare and _NOT_SECRET.fullmatch(bare):
         return match[0]
-    return match["name"] + (f"{quoted[0]}{MASK}{quoted[0]}" if quoted else MASK)
+    return name + (f"{quoted[0]}{MASK}{quoted[0]}" if quoted else MASK)
 
 
 @dataclass(frozen=True)
