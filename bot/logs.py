@@ -133,10 +133,21 @@ def secrets_of(settings: Settings) -> list[str]:
     return found
 
 
+class PlainFormatter(logging.Formatter):
+    """Plain text lines for the local tools, masked like the JSON ones."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__(HUMAN_FORMAT)
+        self._scrubber = JsonFormatter(secrets)  # for its scrub: configured secrets, then mask
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrubber.scrub(super().format(record))
+
+
 def configure(level: int, *, json_lines: bool = True, secrets: Iterable[str] = ()) -> None:
     """Send the bot's logs to stderr: JSON lines to serve, plain text for local tools."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets) if json_lines else logging.Formatter(HUMAN_FORMAT))
+    handler.setFormatter(JsonFormatter(secrets) if json_lines else PlainFormatter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -1,7 +1,8 @@
 """What a person reads when something fails: one place turns errors into plain words.
 
 Messages say what failed and whether to retry; details (status codes, bodies) go to the
-log, never secrets or tracebacks to Slack.
+log, never secrets or tracebacks to Slack. Words quoted from an error are masked before
+they are cut, and cannot ping anyone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.errors import (
     StateError,
 )
 from bot.text import clip
+from bot.untrusted import shown
 
 LENGTH_LIMIT = "_(The answer stopped at the model's length limit; ask me to continue.)_"
 EMPTY_QUESTION = (
@@ -106,5 +108,6 @@ def _status(status: int | None) -> str:
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = clip(str(exc), limit)
+    # An error's words may quote Heroku, a tool or the model: shown as foreign text.
+    text = clip(shown(str(exc)), limit)
     return text if text.endswith((".", "…")) else text + "."

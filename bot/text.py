@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from bot.redact import mask
+
 
 def squash(text: str) -> str:
     """All whitespace runs as single spaces: one line, for previews and log fields."""
@@ -12,8 +14,9 @@ def squash(text: str) -> str:
 
 
 def clip(text: str, limit: int = 280) -> str:
-    """A short plain line for notifications and the ``text`` field next to blocks."""
-    flat = squash(text)
+    """A short plain line for notifications and the ``text`` field next to blocks. Masked
+    before it is cut: a cut through a secret would leave a piece no rule recognises."""
+    flat = squash(mask(text))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

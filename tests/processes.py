@@ -28,7 +28,8 @@ from tests.scenarios import CHANNEL, answer_in, mention
 ROOT = Path(__file__).resolve().parent.parent
 
 # A model stream that sends one chunk of text and then nothing, for answers cut off midway.
-STALL = [b'data: {"choices":[{"index":0,"delta":{"content":"Partial"}}]}\n\n']
+# The chunk ends with a space: a last word still open is held back until the stream goes on.
+STALL = [b'data: {"choices":[{"index":0,"delta":{"content":"Partial "}}]}\n\n']
 
 
 # -- redis-server --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from bot.pacing import paced
 from bot.proposals import Asker, Copilot, ToolCalls
 from bot.slack.reply import Place, Replier, ThreadReply
 from bot.state import ThreadStore
+from bot.untrusted import safe_stream, shown
 
 # The whole Ask part logs under one name, as it did as one module: the ``answered`` line is
 # found by it.
@@ -115,7 +116,8 @@ class Answerer:
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools()
-        texts = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
+        # Masked and made inert before pacing, so that no batch, cut or history holds a secret.
+        texts = safe_stream(_texts(self._inference.stream_chat(messages, tools=tools), outcome))
         try:
             async with contextlib.aclosing(paced(texts, self._settings.update_interval)) as batches:
                 async for batch in batches:
@@ -136,7 +138,8 @@ class Answerer:
                 question.user, question.team, question.channel, question.thread_ts, question.ts
             )
             notes = await self._copilot.act_on(outcome.tool_calls, asker)
-            await reply.write(("\n\n" if reply.text else "") + "\n".join(notes))
+            # The notes quote the runbook names and values the model chose.
+            await reply.write(("\n\n" if reply.text else "") + shown("\n".join(notes)))
         await reply.finish(footer=self._footer(outcome, started))
         return outcome
 

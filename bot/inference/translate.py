@@ -31,6 +31,7 @@ from bot.errors import (
     InferenceTimeout,
     InferenceUnavailable,
 )
+from bot.redact import mask
 
 CLIP = 200
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|h|m|s))+")
@@ -122,7 +123,8 @@ def parse_duration(text: str) -> float | None:
 
 
 def clip(text: str, limit: int = CLIP) -> str:
-    text = " ".join(text.split())
+    """Words for an error message: masked before the cut, or half a secret would show."""
+    text = " ".join(mask(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -28,6 +28,8 @@ from bot.slack.budget import SlackBudget
 from bot.slack.progress import RunProgress
 from bot.slack.task_stream import Recipient, TaskStream
 from bot.state.work import WorkRegistry
+from bot.text import clip
+from bot.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +196,13 @@ async def _show(event: object, progress: RunProgress) -> str | None:
     elif isinstance(event, AgentToolResult):
         await progress.tool_finished(event.tool_call_id, event.name, event.content)
     elif isinstance(event, AgentError):
-        await progress.note(f":x: The agent run reported an error: {event.message}")
+        await progress.note(f":x: The agent run reported an error: {shown(event.message)}")
         return "the agent reported an error"
     elif isinstance(event, AgentUnknown):
-        log.warning("unknown agent event: %s", event.raw[:500])
+        # clip masks before it cuts: a cut through a secret would leave a piece unmasked.
+        log.warning("unknown agent event: %s", clip(event.raw, 500))
         await progress.note(
-            f":grey_question: Unexpected event from the Agents API: `{event.raw[:200]}`"
+            f":grey_question: Unexpected event from the Agents API: `{clip(shown(event.raw), 200)}`"
         )
     return None
 

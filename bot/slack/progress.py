@@ -1,8 +1,10 @@
 """Showing an agent run in the card's thread: a step per tool call, then the answer.
 
 Steps use Slack's native task timeline where the workspace streams (``TaskStream``) and
-plain messages otherwise, or from the moment the stream is refused. Every text passes
-through ``redact.mask`` first. A failure to post one step is logged and the run goes on;
+plain messages otherwise, or from the moment the stream is refused. What the agent and its
+tools say (tool names, arguments, output, the answer) is foreign text: ``untrusted.shown``
+masks it and makes its Slack control sequences inert before it is cut or sent; notes are
+the bot's own words, masked too. A failure to post one step is logged and the run goes on;
 the final answer is posted in as many messages as it needs, and output too long for a
 message goes up as a file.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import untrusted
 from bot.errors import SlackError
 from bot.markdown import fit
 from bot.redact import mask
@@ -46,7 +49,8 @@ class RunProgress:
     steps: dict[str, Step] = field(default_factory=dict)
 
     async def tool_started(self, call_id: str, name: str, detail: str) -> None:
-        shown = clip(mask(detail), 150) if detail else ""
+        name = untrusted.shown(name)
+        shown = clip(untrusted.shown(detail), 150) if detail else ""
         title = f"*{name}*" + (f" `{shown}`" if shown else "")
         now = time.monotonic()
         if self.stream and await self.stream.task(call_id, name, "in_progress", details=shown):
@@ -56,10 +60,13 @@ class RunProgress:
         self.steps[call_id] = Step(ts, name, title, now)
 
     async def tool_finished(self, call_id: str, name: str, output: str) -> None:
+        name = untrusted.shown(name)
         step = self.steps.pop(call_id, None) or Step(None, name, f"*{name}*", time.monotonic())
         seconds = time.monotonic() - step.started
-        output = mask(output)
-        shown = output if len(output) <= RESULT_INLINE_CHARS else output[:RESULT_INLINE_CHARS] + "…"
+        output = mask(output)  # the file keeps the text as it was, masked
+        shown = untrusted.neutralise(output)
+        if len(shown) > RESULT_INLINE_CHARS:
+            shown = shown[:RESULT_INLINE_CHARS] + "…"
         done = f"done in {seconds:.1f} s"
         if not (step.native and await self._task(call_id, name, "complete", f"{done}\n{shown}")):
             text = f":white_check_mark: {step.title} — {done}\n```\n{shown}\n```"
@@ -73,7 +80,7 @@ class RunProgress:
             await self._post(mask(text))
 
     async def answer(self, text: str) -> None:
-        full = mask(text) or "_The agent finished without a final answer._"
+        full = untrusted.shown(text) or "_The agent finished without a final answer._"
         if self.stream and await self.stream.markdown(full):
             return
         rest: str | None = full

@@ -127,6 +127,14 @@ class FakeInference(LoopbackFake):
 
         self._scripts[CHAT].append(_Reply(build, delay=delay, text=text))
 
+    def reply_pieces(self, pieces: list[str], *, delay: float = 0.0) -> None:
+        """Stream exactly these pieces of text, one chunk each, ``delay`` seconds apart."""
+
+        def build(body: Json) -> list[bytes]:
+            return text_stream("".join(pieces), model=_model(body), pieces=pieces)
+
+        self._scripts[CHAT].append(_Reply(build, delay=delay, text="".join(pieces)))
+
     def reply_tool_calls(
         self,
         calls: list[tuple[str, str]],

@@ -22,8 +22,12 @@ def sse_event(name: str, data: str) -> bytes:
     return f"event:{name}\ndata:{data}\n\n".encode()
 
 
-def split_text(text: str, pieces: int | None = None) -> list[str]:
-    """Split ``text`` into ``pieces`` near-equal parts (default: about 4 characters each)."""
+def split_text(text: str, pieces: int | list[str] | None = None) -> list[str]:
+    """Split ``text`` into ``pieces`` near-equal parts (default: about 4 characters each),
+    or into exactly the pieces given."""
+    if isinstance(pieces, list):
+        assert "".join(pieces) == text
+        return pieces
     if not text:
         return []
     count = max(1, min(len(text), pieces if pieces else -(-len(text) // 4)))
@@ -65,7 +69,7 @@ def text_stream(
     text: str,
     *,
     model: str = DEFAULT_MODEL,
-    pieces: int | None = None,
+    pieces: int | list[str] | None = None,
     with_usage: bool = True,
     finish: str = "stop",
 ) -> list[bytes]:
