@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -27,6 +28,11 @@ from tests.scenarios import (
     run,
     run_display,
 )
+
+
+def clicks_refused(slack: FakeSlack, *users: str) -> list[dict[str, Any]]:
+    """The ephemeral replies to ``users``' clicks."""
+    return [reply for user in users for reply in slack.responses_to(f"click-{user}")]
 
 
 def has_buttons(slack: FakeSlack) -> bool:
@@ -132,7 +138,10 @@ async def test_concurrent_approvals_start_exactly_one_run(
         *(click(act, slack, "copilot_approve", rid, who) for who in (BOB, BOB, CAROL, BOB, CAROL))
     )
     await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
-    await asyncio.sleep(0.3)
+    # Every click is decided: the four that lost are told so, and the bot is idle.
+    await slack.wait_for(lambda s: len(clicks_refused(s, BOB, CAROL)) == 4)
+    await act.idle()
+    assert all("already approved" in r["text"] for r in clicks_refused(slack, BOB, CAROL))
     assert len(inference.agent_requests) == 1
 
 
