@@ -169,6 +169,11 @@ def ephemeral_texts(slack: FakeSlack, user: str) -> str:
     )
 
 
+def clicks_refused(slack: FakeSlack, *users: str) -> list[Any]:
+    """The ephemeral replies to ``users``' clicks, each a refusal saying why nothing changed."""
+    return [reply for user in users for reply in slack.responses_to(f"click-{user}")]
+
+
 async def pending_card(bot: BotUnderTest, slack: FakeSlack) -> str:
     await run(bot, slack, "migrate app=shop-staging")
     await slack.wait_for(lambda s: bool(s.messages(CHANNEL)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -22,17 +21,13 @@ from tests.scenarios import (
     card_of,
     card_text,
     click,
+    clicks_refused,
     ephemeral_texts,
     migrate_events,
     pending_card,
     run,
     run_display,
 )
-
-
-def clicks_refused(slack: FakeSlack, *users: str) -> list[dict[str, Any]]:
-    """The ephemeral replies to ``users``' clicks."""
-    return [reply for user in users for reply in slack.responses_to(f"click-{user}")]
 
 
 def has_buttons(slack: FakeSlack) -> bool:
