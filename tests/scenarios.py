@@ -266,7 +266,7 @@ async def thread_settled(redis: aioredis.Redis, thread_ts: str, channel: str = C
     """No one answers in the thread and no question waits in it: the end of every answer."""
     thread = keys.thread_id("T0TEAM", channel, thread_ts)
     locked = await redis.exists(keys.lock(thread))
-    waiting = await redis.llen(keys.queue(thread))  # type: ignore[misc]
+    waiting = await redis.llen(keys.queue(thread))
     return not locked and waiting == 0
 
 
@@ -281,5 +281,5 @@ async def wait_settled(redis: aioredis.Redis, thread_ts: str, channel: str = CHA
 
 async def run_state(redis: aioredis.Redis, rid: str) -> str | None:
     """The state the run request is stored in."""
-    state = await redis.hget(keys.request(rid), "state")  # type: ignore[misc]
+    state = await redis.hget(keys.request(rid), "state")
     return None if state is None else str(state)

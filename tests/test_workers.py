@@ -44,7 +44,7 @@ async def test_the_web_process_queues_and_a_worker_answers(
         assert [fields for _, fields in await redis.xrange(keys.work_queue())] == [
             {"thread": thread}
         ]
-        assert await redis.llen(keys.queue(thread)) == 1  # type: ignore[misc]
+        assert await redis.llen(keys.queue(thread)) == 1
         assert not await redis.exists(keys.lock(thread))
         assert inference.chat_requests == []
         assert slack.messages() == []

@@ -42,13 +42,15 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
     event = body.get("event") or {}
     noise = _noise(event, identity)
     if noise is not None:
-        return _ignored(event, noise, quietly=True)
+        _ignored(event, noise, quietly=True)
+        return None
     kind = event.get("type")
     channel_type = event.get("channel_type") or ("channel" if kind == "app_mention" else "")
     thread_ts = event.get("thread_ts")
     if kind == "message" and channel_type != "im" and thread_ts is None:
         # A channel message outside a thread only reaches us by mention.
-        return _ignored(event, "a channel message outside a thread, without a mention")
+        _ignored(event, "a channel message outside a thread, without a mention")
+        return None
     # Threads belong to the workspace that received the event; in a Slack Connect channel
     # ``event.team`` is the author's organisation, which differs from one person to the next.
     team = str(body.get("team_id") or identity.team_id)
@@ -63,7 +65,8 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
         user_team=str(event.get("user_team") or event.get("team") or team),
     )
     if not question.channel or not question.ts or not question.user:
-        return _ignored(event, "no channel, ts or user")
+        _ignored(event, "no channel, ts or user")
+        return None
     dedupe = [keys.seen_message(question.channel, question.ts)]
     if body.get("event_id"):
         dedupe.append(keys.seen_event(str(body["event_id"])))
