@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+from bot.slack.events import TOP_LEVEL
 from bot.state import keys
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest
@@ -108,7 +109,7 @@ async def test_thread_the_bot_is_not_in_and_its_own_messages_are_ignored(
     # Each delivery is done with once the bot has said why it gets no answer.
     ignored = "message ignored"
     await bot_log.wait_for(ignored, reason="a thread the bot takes no part in")
-    await bot_log.wait_for(ignored, reason="a channel message outside a thread, without a mention")
+    await bot_log.wait_for(ignored, reason=TOP_LEVEL)
     await bot_log.wait_for(ignored, count=2, reason="a bot's post")
     assert len(bot_log.lines(ignored)) == 4
     assert await thread_settled(bot.runtime.redis, "400.1")  # nothing queued
@@ -134,7 +135,7 @@ async def test_retries_and_double_deliveries_are_answered_once(
     # Done: the retry dropped as a duplicate, the channel copy ignored (no mention outside
     # a thread), and the one answer over with nothing left in its thread.
     await bot_log.wait_for("duplicate delivery ignored")
-    await bot_log.wait_for("message ignored")
+    await bot_log.wait_for("message ignored", reason=TOP_LEVEL)
     await wait_settled(bot.runtime.redis, "500.1")
     assert len(inference.chat_requests) == 1
     assert len(slack.messages(CHANNEL, "500.1")) == 1

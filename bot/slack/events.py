@@ -17,6 +17,8 @@ from bot.state import keys
 
 log = logging.getLogger(__name__)
 
+# Why a top-level channel message (the plain copy of an @mention, or chatter) is ignored.
+TOP_LEVEL = "top-level channel message: only an @mention (its app_mention event) is answered"
 # Edits, deletions, joins and bot posts are not questions; file shares and broadcasts are.
 _ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
@@ -48,8 +50,9 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
     channel_type = event.get("channel_type") or ("channel" if kind == "app_mention" else "")
     thread_ts = event.get("thread_ts")
     if kind == "message" and channel_type != "im" and thread_ts is None:
-        # A channel message outside a thread only reaches us by mention.
-        _ignored(event, "a channel message outside a thread, without a mention")
+        # A channel message outside a thread only reaches us by mention, which Slack also
+        # sends as its own app_mention event: that one is answered.
+        _ignored(event, TOP_LEVEL)
         return None
     # Threads belong to the workspace that received the event; in a Slack Connect channel
     # ``event.team`` is the author's organisation, which differs from one person to the next.
