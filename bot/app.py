@@ -98,6 +98,7 @@ class Runtime:
                 await sweep()
             except BotError as exc:
                 log.warning("sweep failed: %s", exc)
+        log.debug("sweep done")
 
     async def shutdown(self) -> None:
         """Stop: let work in flight finish within the grace period, report what did not."""

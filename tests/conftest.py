@@ -4,8 +4,8 @@ real bot, served in this process (``bot``, ``act``) or started as ``python -m bo
 Tests import the pieces from plain modules, never from this file or from one another:
 
 - ``tests/rig.py``: the bot served in this process, with settings pointing at the fakes;
-- ``tests/scenarios.py``: people, channel, Slack events, the sample runbooks, and reading
-  answers, cards and runs back from the fake Slack;
+- ``tests/scenarios.py``: people, channel, Slack events, the sample runbooks, reading
+  answers, cards and runs back from the fake Slack, and waiting for the bot to be done;
 - ``tests/processes.py``: redis-server and ``python -m bot`` as child processes;
 - ``tests/ports.py``: the ports those children listen on;
 - ``tests/transport.py``: httpx ``MockTransport`` pieces for byte-level tests;
@@ -15,6 +15,7 @@ Tests import the pieces from plain modules, never from this file or from one ano
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +29,7 @@ from bot.runbooks import Catalog, load_catalog
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import BotProcess, redis_command, spawn_bot, wait_for_redis
 from tests.rig import BOT_TOKEN, INFERENCE_KEY, BotUnderTest, serve, settings_for
-from tests.scenarios import CAROL, SAMPLE
+from tests.scenarios import CAROL, SAMPLE, BotLog
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +67,19 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def inference() -> AsyncIterator[FakeInference]:
     async with FakeInference(key=INFERENCE_KEY) as fake:
         yield fake
+
+
+@pytest.fixture
+def bot_log() -> Iterator[BotLog]:
+    """What the bot logs in this process during the test, down to DEBUG."""
+    logger = logging.getLogger("bot")
+    level = logger.level
+    watch = BotLog()
+    logger.addHandler(watch)
+    logger.setLevel(logging.DEBUG)
+    yield watch
+    logger.removeHandler(watch)
+    logger.setLevel(level)
 
 
 @pytest.fixture

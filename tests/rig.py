@@ -83,6 +83,14 @@ class BotUnderTest:
         body = urlencode({"payload": json.dumps(payload)})
         return await self.post(body, "application/x-www-form-urlencoded")
 
+    async def idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until the bot has no work in flight: every request handled and all it
+        started in the background (answers, runs, card updates) done, as a graceful
+        shutdown waits for. After that, what did not happen will not happen."""
+        if not await self.runtime.inflight.drain(grace=timeout):
+            count = self.runtime.inflight.count
+            raise AssertionError(f"the bot still had {count} pieces of work after {timeout}s")
+
 
 def connections(
     slack: FakeSlack, inference: FakeInference, redis_url: str | None

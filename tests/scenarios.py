@@ -1,11 +1,19 @@
 """What scenario tests say to the bot and read back: the people, the channel, the events
-Slack sends, the sample runbooks, and how an answer, a card and a run look in the fake Slack."""
+Slack sends, the sample runbooks, how an answer, a card and a run look in the fake Slack,
+and what to wait for before asserting that something did not happen."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.asyncio as aioredis
+
+from bot.state import keys
 from tests.fakes import FakeSlack
 from tests.fakes.inference import agent_completion, agent_tool_result
 from tests.rig import BotUnderTest
@@ -161,6 +169,11 @@ def ephemeral_texts(slack: FakeSlack, user: str) -> str:
     )
 
 
+def clicks_refused(slack: FakeSlack, *users: str) -> list[Any]:
+    """The ephemeral replies to ``users``' clicks, each a refusal saying why nothing changed."""
+    return [reply for user in users for reply in slack.responses_to(f"click-{user}")]
+
+
 async def pending_card(bot: BotUnderTest, slack: FakeSlack) -> str:
     await run(bot, slack, "migrate app=shop-staging")
     await slack.wait_for(lambda s: bool(s.messages(CHANNEL)))
@@ -189,3 +202,84 @@ def migrate_events() -> list[tuple[str, str]]:
         ("message", agent_completion("All 3 migrations applied to shop-staging.")),
         ("done", "[DONE]"),
     ]
+
+
+# -- Waiting for the end -------------------------------------------------------------------
+# "Nothing else happened" only means something once the bot is known to be done: wait for a
+# sign that it is (a log line, a recorded call, a Redis state), never for a fixed time.
+
+
+class BotLog(logging.Handler):
+    """Every line the bot logs in this process (the ``bot`` logger, down to DEBUG), for
+    tests to wait on the one that says the bot is done with an input."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self, msg: str, **fields: object) -> list[logging.LogRecord]:
+        """The records whose message is ``msg`` and whose extra fields include ``fields``."""
+        return [
+            r
+            for r in self.records
+            if r.getMessage() == msg and all(getattr(r, k, None) == v for k, v in fields.items())
+        ]
+
+    # A plain ``timeout`` argument reads best in scenario tests, hence the noqa.
+    async def wait_for(
+        self,
+        msg: str,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        **fields: object,
+    ) -> list[logging.LogRecord]:
+        """Poll every 10 ms until ``count`` lines match; on timeout fail listing the last ones."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.lines(msg, **fields)) < count:
+            if time.monotonic() >= deadline:
+                seen = "\n".join(f"  {r.name}: {r.getMessage()}" for r in self.records[-30:])
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {count} x {msg!r} {fields}; "
+                    f"{len(found)} seen. Last lines:\n{seen}"
+                )
+            await asyncio.sleep(0.01)
+        return found
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    timeout: float = 5.0,  # noqa: ASYNC109
+) -> None:
+    """Poll ``check`` every 10 ms until it holds; on timeout fail saying ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
+        await asyncio.sleep(0.01)
+
+
+async def thread_settled(redis: aioredis.Redis, thread_ts: str, channel: str = CHANNEL) -> bool:
+    """No one answers in the thread and no question waits in it: the end of every answer."""
+    thread = keys.thread_id("T0TEAM", channel, thread_ts)
+    locked = await redis.exists(keys.lock(thread))
+    waiting = await redis.llen(keys.queue(thread))
+    return not locked and waiting == 0
+
+
+async def wait_settled(redis: aioredis.Redis, thread_ts: str, channel: str = CHANNEL) -> None:
+    """Wait until the thread's answers are over: its queue empty and its lock let go."""
+    await wait_until(
+        lambda: thread_settled(redis, thread_ts, channel),
+        f"thread {thread_ts} has no question waiting and no answer in progress",
+        timeout=10,
+    )
+
+
+async def run_state(redis: aioredis.Redis, rid: str) -> str | None:
+    """The state the run request is stored in."""
+    state = await redis.hget(keys.request(rid), "state")
+    return None if state is None else str(state)

@@ -6,9 +6,20 @@ import asyncio
 import json
 from typing import Any
 
+from bot.slack.events import TOP_LEVEL
+from bot.state import keys
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest
-from tests.scenarios import CHANNEL, USER, channel_message, mention, wait_answer
+from tests.scenarios import (
+    CHANNEL,
+    USER,
+    BotLog,
+    channel_message,
+    mention,
+    thread_settled,
+    wait_answer,
+    wait_settled,
+)
 
 
 def dm(text: str, ts: str) -> dict[str, Any]:
@@ -88,20 +99,27 @@ async def test_follow_up_in_thread_carries_history_without_a_mention(
 
 
 async def test_thread_the_bot_is_not_in_and_its_own_messages_are_ignored(
-    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference, bot_log: BotLog
 ) -> None:
     await bot.event(channel_message("people talking", "400.2", thread_ts="400.1"))
     await bot.event(channel_message("top-level chatter", "400.3"))
     own = channel_message("my own answer", "400.4", thread_ts="400.1", user="U0BOT")
     await bot.event(own)
     await bot.event({**channel_message("bot post", "400.5", thread_ts="400.1"), "bot_id": "B0X"})
-    await asyncio.sleep(0.3)
+    # Each delivery is done with once the bot has said why it gets no answer.
+    ignored = "message ignored"
+    await bot_log.wait_for(ignored, reason="a thread the bot takes no part in")
+    await bot_log.wait_for(ignored, reason=TOP_LEVEL)
+    await bot_log.wait_for(ignored, count=2, reason="a bot's post")
+    assert len(bot_log.lines(ignored)) == 4
+    assert await thread_settled(bot.runtime.redis, "400.1")  # nothing queued
+    assert await thread_settled(bot.runtime.redis, "400.3")
     assert inference.chat_requests == []
     assert slack.messages() == []
 
 
 async def test_retries_and_double_deliveries_are_answered_once(
-    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference, bot_log: BotLog
 ) -> None:
     inference.reply_text("Only once.", delay=0.02)
     event = mention("say it once", "500.1")
@@ -114,7 +132,11 @@ async def test_retries_and_double_deliveries_are_answered_once(
     )
     assert [r.status_code for r in results] == [200, 200, 200]
     await wait_answer(slack, CHANNEL, "500.1", "Only once.")
-    await asyncio.sleep(0.3)
+    # Done: the retry dropped as a duplicate, the channel copy ignored (no mention outside
+    # a thread), and the one answer over with nothing left in its thread.
+    await bot_log.wait_for("duplicate delivery ignored")
+    await bot_log.wait_for("message ignored", reason=TOP_LEVEL)
+    await wait_settled(bot.runtime.redis, "500.1")
     assert len(inference.chat_requests) == 1
     assert len(slack.messages(CHANNEL, "500.1")) == 1
 
@@ -195,9 +217,19 @@ async def test_forged_or_stale_requests_get_401_and_do_nothing(
     )
     statuses = [r.status_code for r in (forged, unsigned, stale, garbled)]
     assert statuses == [401, 401, 401, 401]
-    await asyncio.sleep(0.2)
+    # A message event is taken (deduped and queued) before its response: after a 401 the
+    # bot is done with it, and nothing of it may be in Redis.
+    redis = bot.runtime.redis
+    assert not await redis.exists(keys.seen_message(CHANNEL, "1000.1"), keys.seen_event("Ev1"))
+    assert await thread_settled(redis, "1000.1")
     assert inference.chat_requests == []
     assert slack.messages() == []
+    # Nor did they use up the message: the genuine delivery is answered, and only it.
+    inference.reply_text("Genuine.")
+    await bot.event(mention("hack", "1000.1"), event_id="Ev1")
+    await wait_answer(slack, CHANNEL, "1000.1", "Genuine.")
+    await wait_settled(redis, "1000.1")
+    assert len(inference.chat_requests) == 1
 
 
 async def test_healthz_reports_redis(bot: BotUnderTest) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -19,6 +18,7 @@ from tests.scenarios import (
     click,
     ephemeral_texts,
     mention,
+    run_state,
 )
 
 THREAD = "50.1"
@@ -75,11 +75,13 @@ async def test_proposal_becomes_a_card_and_runs_only_after_approval(
     [card] = cards_in_thread(slack)
     labels = [b["text"]["text"] for b in card["buttons"]]  # type: ignore[index, union-attr]
     assert labels == ["Approve", "Deny", "Withdraw"]
-    await asyncio.sleep(0.3)
+    # Once the answer that proposed it is over, the request waits for a click: nothing ran.
+    await copilot.idle()
+    rid = card["buttons"][0]["value"]  # type: ignore[index]
+    assert await run_state(copilot.runtime.redis, rid) == "pending"
     assert inference.agent_requests == []
 
     inference.agent_events([("message", agent_completion("Migrated staging.")), ("done", "[DONE]")])
-    rid = card["buttons"][0]["value"]  # type: ignore[index]
     await click(copilot, slack, "copilot_approve", rid, BOB)
     await slack.wait_for(lambda s: "Migrated staging." in answer_in(s, CHANNEL, THREAD), timeout=10)
     [run] = inference.agent_requests
@@ -114,9 +116,11 @@ async def test_injection_in_the_question_yields_at_most_a_card(
     [card] = cards_in_thread(slack)
     rid = card["buttons"][0]["value"]  # type: ignore[index]
     await click(copilot, slack, "copilot_approve", rid, ALICE)  # the asker approving herself
+    # The refusal is told once the click is decided (refused, so nothing moved).
     await slack.wait_for(lambda s: bool(s.responses_to(f"click-{ALICE}")))
     assert "your own request" in ephemeral_texts(slack, ALICE)
-    await asyncio.sleep(0.3)
+    await copilot.idle()
+    assert await run_state(copilot.runtime.redis, rid) == "pending"
     assert inference.agent_requests == []
 
 

@@ -21,6 +21,7 @@ from tests.scenarios import (
     card_of,
     card_text,
     click,
+    clicks_refused,
     ephemeral_texts,
     migrate_events,
     pending_card,
@@ -132,7 +133,10 @@ async def test_concurrent_approvals_start_exactly_one_run(
         *(click(act, slack, "copilot_approve", rid, who) for who in (BOB, BOB, CAROL, BOB, CAROL))
     )
     await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
-    await asyncio.sleep(0.3)
+    # Every click is decided: the four that lost are told so, and the bot is idle.
+    await slack.wait_for(lambda s: len(clicks_refused(s, BOB, CAROL)) == 4)
+    await act.idle()
+    assert all("already approved" in r["text"] for r in clicks_refused(slack, BOB, CAROL))
     assert len(inference.agent_requests) == 1
 
 

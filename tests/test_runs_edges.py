@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from tests.fakes import FakeInference, FakeSlack
@@ -18,6 +17,7 @@ from tests.scenarios import (
     ephemeral_texts,
     pending_card,
     run_display,
+    run_state,
 )
 
 
@@ -72,7 +72,8 @@ async def test_a_forged_run_button_cannot_skip_approval(
     await click(act, slack, "copilot_run", rid, ALICE)  # the requester, on a needs-approval card
     await slack.wait_for(lambda s: bool(s.responses_to(f"click-{ALICE}")))
     assert "needs an approver's click" in ephemeral_texts(slack, ALICE)
-    await asyncio.sleep(0.2)
+    await act.idle()
+    assert await run_state(act.runtime.redis, rid) == "pending"
     assert inference.agent_requests == []
     assert "Waiting for approval" in card_text(slack)
 

@@ -17,18 +17,21 @@ from tests.scenarios import (
     CAROL,
     CHANNEL,
     SAMPLE,
+    BotLog,
     card_text,
     channel_message,
     click,
+    clicks_refused,
     mention,
     request_id,
     run,
     wait_answer,
+    wait_settled,
 )
 
 
 async def test_two_instances_answer_each_delivery_once_and_in_order(
-    slack: FakeSlack, inference: FakeInference, redis_url: str
+    slack: FakeSlack, inference: FakeInference, redis_url: str, bot_log: BotLog
 ) -> None:
     inference.reply_text("first", delay=0.05)
     inference.reply_text("second")
@@ -44,7 +47,10 @@ async def test_two_instances_answer_each_delivery_once_and_in_order(
         follow = channel_message("q2", "60.2", thread_ts="60.1")
         await asyncio.gather(two.event(follow, event_id="EvB"), one.event(follow, event_id="EvB"))
         await wait_answer(slack, CHANNEL, "60.1", "firstsecond")
-        await asyncio.sleep(0.3)
+        # Done: three duplicate copies dropped, and the thread let go with nothing waiting.
+        await bot_log.wait_for("duplicate delivery ignored", count=3)
+        await wait_settled(one.runtime.redis, "60.1")
+    assert len(bot_log.lines("duplicate delivery ignored")) == 3
     assert [r.json["messages"][-1]["content"] for r in inference.chat_requests] == ["q1", "q2"]
 
 
@@ -67,7 +73,11 @@ async def test_two_instances_decide_an_approval_once(
             click(two, slack, "copilot_approve", rid, BOB),
         )
         await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
-        await asyncio.sleep(0.3)
+        # Every click is decided: the two that lost are told so, and both bots are idle.
+        await slack.wait_for(lambda s: len(clicks_refused(s, BOB, CAROL)) == 2)
+        await one.idle()
+        await two.idle()
+    assert all("already approved" in r["text"] for r in clicks_refused(slack, BOB, CAROL))
     assert len(inference.agent_requests) == 1
 
 

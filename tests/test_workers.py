@@ -18,7 +18,15 @@ from bot.state.work_queue import WorkQueue
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import STALL, answering_stalled, ask_process, bot_env, soon_dead_env
 from tests.rig import serve, settings_for, working
-from tests.scenarios import CHANNEL, answer_in, channel_message, mention, wait_answer
+from tests.scenarios import (
+    CHANNEL,
+    BotLog,
+    answer_in,
+    channel_message,
+    mention,
+    wait_answer,
+    wait_settled,
+)
 
 
 async def test_the_web_process_queues_and_a_worker_answers(
@@ -29,8 +37,15 @@ async def test_the_web_process_queues_and_a_worker_answers(
     async with serve(settings, announce=True) as web:
         response = await web.event(mention("disk full?", "70.1"))
         assert response.status_code == 200
-        await asyncio.sleep(0.3)
-        # Acknowledged and queued, but nobody answers in the web process.
+        # Acknowledged and queued for a worker; the web process, done with it, answers nothing.
+        await web.idle()
+        redis = web.runtime.redis
+        thread = keys.thread_id("T0TEAM", CHANNEL, "70.1")
+        assert [fields for _, fields in await redis.xrange(keys.work_queue())] == [
+            {"thread": thread}
+        ]
+        assert await redis.llen(keys.queue(thread)) == 1
+        assert not await redis.exists(keys.lock(thread))
         assert inference.chat_requests == []
         assert slack.messages() == []
         async with working(settings):
@@ -39,7 +54,7 @@ async def test_the_web_process_queues_and_a_worker_answers(
 
 
 async def test_two_workers_answer_each_question_once_and_in_order(
-    slack: FakeSlack, inference: FakeInference, redis_url: str
+    slack: FakeSlack, inference: FakeInference, redis_url: str, bot_log: BotLog
 ) -> None:
     for text in ("one ", "two ", "three"):
         inference.reply_text(text, delay=0.05)
@@ -55,7 +70,9 @@ async def test_two_workers_answer_each_question_once_and_in_order(
         for n, ts in ((2, "71.2"), (3, "71.3")):
             await web.event(channel_message(f"q{n}", ts, thread_ts="71.1"))
         await wait_answer(slack, CHANNEL, "71.1", "one two three")
-        await asyncio.sleep(0.3)
+        # Done: the second delivery dropped, and the thread let go with nothing waiting.
+        await bot_log.wait_for("duplicate delivery ignored")
+        await wait_settled(web.runtime.redis, "71.1")
     asked = [r.json["messages"][-1]["content"] for r in inference.chat_requests]
     assert asked == ["q1", "q2", "q3"]
 
@@ -123,7 +140,8 @@ async def test_entries_are_removed_once_taken(
         async with serve(settings, announce=True) as web, working(settings):
             await web.event(mention("q", "75.1"))
             await wait_answer(slack, CHANNEL, "75.1", "done")
-            await asyncio.sleep(0.2)
+            # The worker acknowledges the entry before it answers the thread and lets it go.
+            await wait_settled(client, "75.1")
             assert await client.xlen(keys.work_queue()) == 0
             pending = await client.xpending(keys.work_queue(), "answerers")
             assert pending["pending"] == 0
@@ -132,7 +150,12 @@ async def test_entries_are_removed_once_taken(
 
 
 async def test_questions_behind_a_crashed_answer_go_to_a_worker(
-    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
+    slack: FakeSlack,
+    inference: FakeInference,
+    redis_url: str,
+    tmp_path: Path,
+    start: Any,
+    bot_log: BotLog,
 ) -> None:
     inference.reply_stall(STALL, stall_seconds=30)
     inference.reply_text("second answer")
@@ -144,7 +167,7 @@ async def test_questions_behind_a_crashed_answer_go_to_a_worker(
     # web process below is the one that finds the lost answer and hands on the thread.
     worker_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=600, **fast)
     async with working(worker_settings):
-        await asyncio.sleep(0.3)
+        await bot_log.wait_for("sweep done")
         await bot.crash()
         web_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=0.2, **fast)
         async with serve(web_settings, announce=True):
@@ -173,7 +196,7 @@ async def test_questions_nobody_is_answering_are_taken_up_by_the_sweep(
                 thread = keys.thread_id("T0TEAM", CHANNEL, ts)
                 await web.runtime.store.accept(thread, question, [])
                 await slack.wait_for(lambda s, ts=ts: bool(s.thread_bodies(CHANNEL, ts)))
-                await asyncio.sleep(0.3)
+                await wait_settled(client, ts)
             assert await client.zscore(keys.waiting_threads(), thread) is None
     finally:
         await client.aclose()

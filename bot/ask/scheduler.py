@@ -71,6 +71,9 @@ class ThreadScheduler:
         )
         if accepted is Accepted.DUPLICATE:
             log.info("duplicate delivery ignored", extra={"thread_id": thread})
+        elif accepted is Accepted.NOT_FOLLOWING:
+            why = "a thread the bot takes no part in"
+            log.info("message ignored", extra={"thread_id": thread, "reason": why})
         elif accepted.refused:
             log.info("question refused", extra={"thread_id": thread, "verdict": accepted.name})
         elif accepted is Accepted.QUEUED and not self._announce:

@@ -7,6 +7,7 @@ whichever copy arrives first is answered and the rest are dropped.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,10 @@ from typing import Any
 from bot.conversation import Question
 from bot.state import keys
 
+log = logging.getLogger(__name__)
+
+# Why a top-level channel message (the plain copy of an @mention, or chatter) is ignored.
+TOP_LEVEL = "top-level channel message: only an @mention (its app_mention event) is answered"
 # Edits, deletions, joins and bot posts are not questions; file shares and broadcasts are.
 _ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
@@ -37,13 +42,18 @@ class Identity:
 
 def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
     event = body.get("event") or {}
-    if _is_ours_or_noise(event, identity):
+    noise = _noise(event, identity)
+    if noise is not None:
+        _ignored(event, noise, quietly=True)
         return None
     kind = event.get("type")
     channel_type = event.get("channel_type") or ("channel" if kind == "app_mention" else "")
     thread_ts = event.get("thread_ts")
     if kind == "message" and channel_type != "im" and thread_ts is None:
-        return None  # a channel message outside a thread only reaches us by mention
+        # A channel message outside a thread only reaches us by mention, which Slack also
+        # sends as its own app_mention event: that one is answered.
+        _ignored(event, TOP_LEVEL)
+        return None
     # Threads belong to the workspace that received the event; in a Slack Connect channel
     # ``event.team`` is the author's organisation, which differs from one person to the next.
     team = str(body.get("team_id") or identity.team_id)
@@ -58,6 +68,7 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
         user_team=str(event.get("user_team") or event.get("team") or team),
     )
     if not question.channel or not question.ts or not question.user:
+        _ignored(event, "no channel, ts or user")
         return None
     dedupe = [keys.seen_message(question.channel, question.ts)]
     if body.get("event_id"):
@@ -66,10 +77,21 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
     return Incoming(question=question, dedupe=dedupe, needs_active_thread=follow_up)
 
 
-def _is_ours_or_noise(event: dict[str, Any], identity: Identity) -> bool:
+def _noise(event: dict[str, Any], identity: Identity) -> str | None:
+    """Why the event is no person's new message (a bot's post, an edit, a join), or None."""
     if event.get("bot_id") or event.get("user") == identity.user_id:
-        return True
-    return event.get("subtype") not in _ANSWERED_SUBTYPES
+        return "a bot's post"
+    if event.get("subtype") not in _ANSWERED_SUBTYPES:
+        return f"subtype {event.get('subtype')}"
+    return None
+
+
+def _ignored(event: dict[str, Any], reason: str, *, quietly: bool = False) -> None:
+    """Log why a message gets no answer: the first thing to look for when someone asks why
+    the bot stayed silent. Bots' posts and edits (every streamed answer makes some) are only
+    worth a debug line."""
+    where = {"channel": event.get("channel"), "message_ts": event.get("ts"), "reason": reason}
+    log.log(logging.DEBUG if quietly else logging.INFO, "message ignored", extra=where)
 
 
 def strip_mention(text: str, bot_user_id: str) -> str:
