@@ -102,6 +102,7 @@ async def test_a_slack_connect_user_is_told_once_and_nothing_is_queued(
         event = asked_by(EXTERNAL, "drop the prod database", f"1{n}.1", team=OTHER_ORG)
         assert (await bot.event(event)).status_code == 200
     await turned_away(3)
+    await slack.wait_for(lambda s: bool(s.ephemerals(user=EXTERNAL)))  # told after the log line
 
     [told] = slack.ephemerals(user=EXTERNAL)
     assert (told.channel, told.thread_ts, told.text) == (CHANNEL, "10.1", notices.OUTSIDER)
@@ -130,6 +131,7 @@ async def test_a_guest_is_told_once_and_the_model_is_never_asked(
             await bot.event(asked_by(GUEST, "what is the DB password?", f"3{n}.1"))
         ).status_code == 200
     await turned_away(3)
+    await slack.wait_for(lambda s: bool(s.ephemerals(user=GUEST)))  # told after the log line
 
     [told] = slack.ephemerals(user=GUEST)
     assert (told.thread_ts, told.text) == ("30.1", notices.OUTSIDER)
@@ -146,6 +148,7 @@ async def test_an_account_of_another_organisation_is_refused_by_its_profile(
     slack.directory.add_person(EXTERNAL, team=OTHER_ORG)
     await bot.event(asked_by(EXTERNAL, "hi", "40.1"))
     await turned_away(1)
+    await slack.wait_for(lambda s: bool(s.ephemerals(user=EXTERNAL)))  # told after the log line
     assert texts([{"text": m.text} for m in slack.ephemerals(user=EXTERNAL)]) == [notices.OUTSIDER]
     assert inference.chat_requests == []
 
@@ -156,6 +159,7 @@ async def test_an_account_that_cannot_be_read_is_refused_safely(
     slack.directory.revoke_scope("users:read")
     await bot.event(asked_by(ALICE, "hi", "50.1"))
     await turned_away(1)
+    await slack.wait_for(lambda s: bool(s.ephemerals(user=ALICE)))  # told after the log line
     assert [m.text for m in slack.ephemerals(user=ALICE)] == [notices.UNCONFIRMED]
     assert inference.chat_requests == []
     assert 0 < await bot.runtime.redis.ttl(keys.refused(ALICE, CHANNEL)) <= keys.UNCONFIRMED_TTL
@@ -185,6 +189,8 @@ async def test_outsiders_cannot_run_anything(
     for user in (GUEST, GUEST, EXTERNAL, EXTERNAL):
         assert (await act.command(**run_command(slack, user))).status_code == 200
     await turned_away(4)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{GUEST}")))
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{EXTERNAL}")))
 
     assert texts(slack.responses_to(f"cmd-{GUEST}")) == [notices.OUTSIDER]
     assert texts(slack.responses_to(f"cmd-{EXTERNAL}")) == [notices.OUTSIDER]
@@ -206,6 +212,8 @@ async def test_outsiders_clicks_take_no_effect(
     for payload in clicks:
         assert (await act.action(payload)).status_code == 200
     await turned_away(4)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{BOB}")))
+    await slack.wait_for(lambda s: bool(s.responses_to(f"click-{EXTERNAL}")))
 
     assert texts(slack.responses_to(f"click-{BOB}")) == [notices.OUTSIDER]
     assert texts(slack.responses_to(f"click-{EXTERNAL}")) == [notices.OUTSIDER]
@@ -226,6 +234,7 @@ async def test_a_slow_lookup_never_holds_the_ack_past_slacks_3_seconds(
     assert (await act.command(**run_command(slack, ALICE))).status_code == 200
     assert time.monotonic() - started < 3.0
     await turned_away(1)
+    await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
     assert texts(slack.responses_to(f"cmd-{ALICE}")) == [notices.UNCONFIRMED]
     assert slack.messages() == []
 
