@@ -42,7 +42,7 @@ class Question:
         return self.channel_type == "im"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Question:
@@ -77,7 +77,9 @@ class Turn:
     author: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({"role": self.role, "content": self.content, "author": self.author})
+        return json.dumps(
+            {"role": self.role, "content": self.content, "author": self.author}, ensure_ascii=False
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Turn | None:
