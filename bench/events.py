@@ -40,10 +40,12 @@ class Acks:
     sender_lag_p99_ms: float = 0.0  # the sender process's own event-loop lag, a noise gauge
 
 
-def mention_body(event_id: str, channel: str, thread_ts: str, question: str) -> str:
+def mention_body(
+    event_id: str, channel: str, thread_ts: str, question: str, user: str = USER
+) -> str:
     event = {
         "type": "app_mention",
-        "user": USER,
+        "user": user,
         "text": f"<@{BOT_USER}> {question}",
         "ts": thread_ts,
         "channel": channel,

@@ -132,12 +132,24 @@ def deliveries(asks: list[Ask], urls: list[str], duplicates: int) -> list[Delive
     """Event i to web process i mod n; the first ``duplicates`` again, as Slack's retries."""
     sent = []
     for i, ask in enumerate(asks):
-        body = mention_body(f"EvB{ask.thread_ts}", ask.channel, ask.thread_ts, ask.question)
+        body = mention_body(
+            f"EvB{ask.thread_ts}", ask.channel, ask.thread_ts, ask.question, asker(ask, i)
+        )
         sent.append(Delivery(urls[i % len(urls)], body))
         if i < duplicates:
             # Slack's retry of the same event, to the other web process when there is one.
             sent.append(Delivery(urls[(i + 1) % len(urls)], body, retry=True))
     return sent
+
+
+# An incident's questions come from many people: a few each, within the default
+# ``max_questions_per_user_per_minute`` (10) even when phases follow each other closely.
+ASKS_PER_PERSON = 5
+
+
+def asker(ask: Ask, index: int) -> str:
+    phase = ask.thread_ts.split(".")[0][-4:]  # thread ts are numbered per phase (see plan)
+    return f"U0B{phase}P{index // ASKS_PER_PERSON:03d}"
 
 
 async def harness_floor(load: Load, client: str) -> Acks:

@@ -56,6 +56,7 @@ class Access:
         self._cache = cache
         self._team = team
         self._allow_external = allow_external
+        self._lookups: dict[str, asyncio.Future[Person | None]] = {}
 
     # -- outsiders ------------------------------------------------------------------------
 
@@ -130,14 +131,29 @@ class Access:
     # -- look-ups through the cache -------------------------------------------------------
 
     async def person(self, user: str, *, within: float | None = None) -> Person | None:
-        """``users.info`` for ``user``, cached; None when Slack cannot say (in time)."""
+        """``users.info`` for ``user``, cached; None when Slack cannot say (in time).
+        Concurrent look-ups of one person in this process share one call: a burst of
+        questions from a few people costs a few calls, not one per question."""
         cached = await _quietly(self._cache.person(user))
         if cached is not None:
             return cached
+        lookup = self._lookups.get(user)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._read_person(user))
+            self._lookups[user] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(user, None))
         try:
             async with asyncio.timeout(within):
-                found = await read_person(self._slack, user)
-        except (SlackError, TimeoutError) as exc:
+                # Shielded: a waiter that gives up does not cancel the others' look-up.
+                return await asyncio.shield(lookup)
+        except TimeoutError:
+            log.warning("could not look up %s in %ss", user, within)
+            return None
+
+    async def _read_person(self, user: str) -> Person | None:
+        try:
+            found = await read_person(self._slack, user)
+        except SlackError as exc:
             log.warning("could not look up %s: %r", user, exc)
             return None
         await _quietly(self._cache.keep_person(found))
