@@ -83,6 +83,12 @@ async def test_first_open_of_the_day_greets_with_prompts_from_the_runbooks(
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         ttl = await client.ttl(keys.greeted(ALICE, day_of(time.time())))
+        # Both calls took their turn in the workspace's shared Slack budget.
+        budgets = [
+            keys.slack_budget("T0TEAM", "chat.postMessage", dm(ALICE)),
+            keys.slack_budget("T0TEAM", "assistant.threads.setSuggestedPrompts"),
+        ]
+        assert await client.exists(*budgets) == 2
     finally:
         await client.aclose()
     assert 0 < ttl <= seconds_left_today(time.time()) + 1
