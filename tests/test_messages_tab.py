@@ -7,13 +7,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from bot.state import keys
 from bot.state.greetings import day_of, seconds_left_today
-from tests.fakes import FakeSlack
+from tests.fakes import FakeInference, FakeSlack
+from tests.processes import bot_env
 from tests.rig import BotUnderTest
 from tests.scenarios import ALICE, BOB
 
@@ -51,15 +53,18 @@ def logged(caplog: pytest.LogCaptureFixture) -> Logged:
     return wait
 
 
-async def open_messages(bot: BotUnderTest, user: str) -> None:
-    event = {
+def messages_opened(user: str) -> dict[str, Any]:
+    return {
         "type": "app_home_opened",
         "user": user,
         "channel": dm(user),
         "tab": "messages",
         "event_ts": f"{time.time():.6f}",
     }
-    assert (await bot.event(event)).status_code == 200
+
+
+async def open_messages(bot: BotUnderTest, user: str) -> None:
+    assert (await bot.event(messages_opened(user))).status_code == 200
 
 
 async def test_first_open_of_the_day_greets_with_prompts_from_the_runbooks(
@@ -145,3 +150,20 @@ async def test_a_guest_is_told_once_and_offered_no_prompts(
     [told] = slack.messages(dm(guest))
     assert "migrate" not in told.body
     assert slack.agent.prompts_in(dm(guest)) == []
+
+
+async def test_socket_mode_greets_too(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, start: Any
+) -> None:
+    env = bot_env(slack, inference, redis_url, SLACK_APP_TOKEN="xapp-test")
+    del env["SLACK_SIGNING_SECRET"]
+    bot = await start(env)
+    await bot.wait_for_line("connected to Slack in Socket Mode")
+    await slack.socket.connected()
+    body = {"type": "event_callback", "team_id": "T0TEAM", "event_id": "EvTAB",
+            "event": messages_opened(ALICE)}  # fmt: skip
+    envelope = await slack.socket.send(body)
+    await slack.wait_for(lambda s: s.socket.acked(envelope))
+    await slack.wait_for(lambda s: bool(s.agent.prompts_in(dm(ALICE))), timeout=10)
+    [greeting] = slack.messages(dm(ALICE))
+    assert f"<@{ALICE}>" in greeting.body
