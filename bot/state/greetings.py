@@ -37,7 +37,3 @@ class Greetings:
         """The greeting could not be sent: the next open tries again."""
         async with redis_errors():
             await self._redis.delete(keys.greeted(user, day_of(now)))
-
-    async def greeted(self, user: str, now: float) -> bool:
-        async with redis_errors():
-            return bool(await self._redis.exists(keys.greeted(user, day_of(now))))
