@@ -25,6 +25,7 @@ from bot.ask import Answerer, AskSettings, ThreadScheduler
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
+from bot.greeting import Greeter
 from bot.handlers import home, messages, outsiders, runs
 from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
@@ -44,6 +45,7 @@ from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
+from bot.state.greetings import Greetings
 from bot.state.limits import LimitStore
 from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
@@ -227,7 +229,8 @@ async def build_runtime(
     outsiders.register(bolt, access)
     messages.register(bolt, scheduler, intake, inflight)
     runs.register(bolt, run_service, inflight)
-    home.register(bolt, run_service, inflight)
+    greeter = Greeter(slack, budget, Greetings(client), catalog, access)
+    home.register(bolt, run_service, inflight, greeter)
     runtime = Runtime(
         settings=settings,
         identity=identity,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.errors import (
@@ -30,6 +31,7 @@ from bot.inference import InferenceClient
 from bot.manifest import REQUIRED_SCOPES
 from bot.runbooks import load_catalog
 from bot.slack.calls import slack_errors, web_client
+from bot.slack.probe import UNREACHABLE, probe_agent
 from bot.state import connect
 from bot.state.connect import redis_errors
 
@@ -167,6 +169,7 @@ async def check_slack(settings: Settings) -> list[Finding]:
         return [_slack_refused(settings, exc)]
     who = f"@{response.get('user')} in {response.get('team')} ({response.get('team_id')})"
     found = [Finding("Slack", "ok", f"auth.test: {who}"), _scopes(response.headers)]
+    found.append(await check_agent(settings, client))
     if settings.slack_app_token is not None:
         found.append(await check_socket_mode(settings, settings.slack_app_token.get_secret_value()))
     return found
@@ -185,6 +188,55 @@ async def check_socket_mode(settings: Settings, app_token: str) -> Finding:
         return Finding("Socket Mode", "fail", f"SLACK_APP_TOKEN was refused ({exc.code})",
                        _fix("SLACK_APP_TOKEN"))  # fmt: skip
     return Finding("Socket Mode", "ok", "SLACK_APP_TOKEN can open a connection")
+
+
+# Refusals that mean the workspace has no agent sessions at all: nothing to fix in the app,
+# and answers work without them (no stop button).
+_NO_SESSIONS = {"unknown_method", "feature_not_enabled", "team_not_allowed", "not_allowed"}
+_REINSTALL = "then reinstall the app to the workspace"
+
+
+async def check_agent(settings: Settings, client: AsyncWebClient) -> Finding:
+    """Is the app declared an agent, and subscribed to the stop button's event?"""
+    name = "Slack agent"
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            probe = await probe_agent(client)
+    except UNREACHABLE:
+        return Finding(name, "warn", "agents.sessions.setStatus did not answer",
+                       _slack_unreachable(settings))  # fmt: skip
+    if probe.error == "not_authorized":
+        return Finding(
+            name,
+            "fail",
+            "the app is not declared an agent: no sessions, no stop button, no suggested prompts",
+            "turn on Agent in the app settings (api.slack.com/apps → your app → Agent), or "
+            f"update the app from `python -m bot manifest` (features.agent_view), {_REINSTALL}",
+        )
+    if probe.error == "missing_scope":
+        return Finding(
+            name,
+            "fail",
+            "the token lacks assistant:write, which agent sessions need",
+            f"update the app from `python -m bot manifest` (features.agent_view), {_REINSTALL}",
+        )
+    if probe.error in _NO_SESSIONS:
+        return Finding(
+            name,
+            "warn",
+            f"this workspace offers no agent sessions ({probe.error}): answers work without "
+            "a stop button",
+        )
+    if not probe.subscribed:
+        return Finding(
+            name,
+            "fail",
+            "not subscribed to agent_session_stopped: people see a loader they cannot click "
+            "to stop an answer",
+            "add the bot event agent_session_stopped (Event Subscriptions), or update the app "
+            f"from `python -m bot manifest`, {_REINSTALL}",
+        )
+    return Finding(name, "ok", "declared an agent; agent_session_stopped subscribed")
 
 
 def _slack_refused(settings: Settings, exc: SlackError) -> Finding:

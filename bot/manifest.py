@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
 from bot.runbooks import Catalog
+from bot.suggestions import from_catalog
 
 EVENTS_PATH = "/slack/events"
 DEFAULT_NAME = "Ops Copilot"
 BOT_DISPLAY_NAME = "copilot"
+AGENT_DESCRIPTION = "Ask about your Heroku apps, or /run a runbook."
 
 # What the bot calls or receives; ``python -m bot check`` compares the token's scopes to these.
 REQUIRED_SCOPES = (
@@ -33,8 +35,9 @@ REQUIRED_SCOPES = (
     "users:read",
     "channels:read",
 )
-# Threads in private channels and group DMs, the "is thinking…" status of assistant threads,
-# and who can read a private channel's, group DM's or DM's runs in App Home.
+# Threads in private channels and group DMs, agent sessions and suggested prompts
+# (assistant:write, which Slack grants to apps declared as agents), and who can read a
+# private channel's, group DM's or DM's runs in App Home.
 EXTRA_SCOPES = (
     "assistant:write",
     "groups:history",
@@ -44,6 +47,10 @@ EXTRA_SCOPES = (
     "mpim:read",
 )
 BOT_EVENTS = (
+    # The stop button of an agent session; without it Slack shows a loader nobody can click.
+    "agent_session_stopped",
+    # Also the Messages tab: agent apps get it (tab "messages") instead of
+    # assistant_thread_started.
     "app_home_opened",
     "app_mention",
     "message.channels",
@@ -125,9 +132,11 @@ def _features(catalog: Catalog, endpoint: str | None) -> dict[str, Any]:
             "messages_tab_enabled": True,
             "messages_tab_read_only_enabled": False,
         },
-        # Slack grants assistant:write only to apps that declare the assistant view.
-        "assistant_view": {
-            "assistant_description": "Ask about your Heroku apps, or /run a runbook.",
+        # Declares the app an agent (sessions, the stop button, the Messages tab greeting);
+        # Slack retires assistant_view. The prompts are the defaults before any greeting.
+        "agent_view": {
+            "agent_description": AGENT_DESCRIPTION,
+            "suggested_prompts": [p.to_slack() for p in from_catalog(catalog)],
         },
         "slash_commands": [command],
     }

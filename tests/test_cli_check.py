@@ -59,7 +59,10 @@ def assert_no_secrets(findings: list[Finding]) -> None:
 async def test_all_ok(values: dict[str, Any], inference: FakeInference) -> None:
     findings = await check.diagnose(**values)
     assert failed(findings) == []
-    assert [f.status for f in findings if f.name != "Slack scopes"] == ["ok"] * 5
+    assert [f.status for f in findings if f.name != "Slack scopes"] == ["ok"] * 6
+    assert row(findings, "Slack agent").detail == (
+        "declared an agent; agent_session_stopped subscribed"
+    )
     assert "migrate, logs" in row(findings, "runbooks").detail
     assert "T0TEAM" in row(findings, "Slack").detail
     [probe] = inference.chat_requests
@@ -73,6 +76,45 @@ async def test_bad_slack_token(values: dict[str, Any]) -> None:
     assert failed(findings) == ["Slack"]
     assert "invalid_auth" in row(findings, "Slack").detail
     assert "Bot User OAuth Token" in row(findings, "Slack").fix
+
+
+async def test_an_app_not_declared_an_agent_is_told_how_to_fix_it(
+    values: dict[str, Any], slack: FakeSlack
+) -> None:
+    slack.agent.declared = False
+    findings = await check.diagnose(**values)
+    assert failed(findings) == ["Slack agent"]
+    agent = row(findings, "Slack agent")
+    assert "not declared an agent" in agent.detail
+    assert "turn on Agent in the app settings" in agent.fix
+    assert "python -m bot manifest" in agent.fix
+    [probe] = slack.calls_to("agents.sessions.setStatus")
+    assert probe.params["status"] == "closed"  # nothing anyone sees is left processing
+    assert slack.messages() == []
+
+
+async def test_an_agent_not_subscribed_to_the_stop_event_is_told(
+    values: dict[str, Any], slack: FakeSlack
+) -> None:
+    slack.agent.subscribed = False
+    findings = await check.diagnose(**values)
+    assert failed(findings) == ["Slack agent"]
+    agent = row(findings, "Slack agent")
+    assert "not subscribed to agent_session_stopped" in agent.detail
+    assert "agent_session_stopped" in agent.fix
+    assert "python -m bot manifest" in agent.fix
+    assert "fix: add the bot event agent_session_stopped" in check.table(findings)
+
+
+async def test_a_workspace_without_agent_sessions_is_only_a_warning(
+    values: dict[str, Any], slack: FakeSlack
+) -> None:
+    slack.agent.available = False
+    findings = await check.diagnose(**values)
+    assert failed(findings) == []
+    agent = row(findings, "Slack agent")
+    assert agent.status == "warn"
+    assert "unknown_method" in agent.detail
 
 
 async def test_socket_mode_app_token_is_checked(values: dict[str, Any]) -> None:

@@ -22,7 +22,8 @@ EVENTS = f"{URL}/slack/events"
 
 # Keys Slack's schema allows at each level (it rejects any other: additionalProperties false).
 TOP_KEYS = {"_metadata", "display_information", "features", "oauth_config", "settings"}
-FEATURE_KEYS = {"app_home", "bot_user", "slash_commands", "assistant_view", "shortcuts"}
+FEATURE_KEYS = {"app_home", "bot_user", "slash_commands", "agent_view", "shortcuts"}
+AGENT_VIEW_KEYS = {"agent_description", "suggested_prompts"}
 SETTINGS_KEYS = {
     "event_subscriptions",
     "interactivity",
@@ -48,7 +49,13 @@ def assert_slack_shape(built: dict[str, Any]) -> None:
     assert 1 <= len(built["display_information"]["name"]) <= 35
     assert len(built["display_information"]["description"]) <= 140
     assert built["features"]["bot_user"]["display_name"]
-    assert built["features"]["assistant_view"]["assistant_description"]
+    agent = built["features"]["agent_view"]
+    assert set(agent) <= AGENT_VIEW_KEYS
+    assert agent["agent_description"]
+    assert 1 <= len(agent["suggested_prompts"]) <= 4
+    for prompt in agent["suggested_prompts"]:
+        assert set(prompt) == {"title", "message"}
+        assert prompt["title"] and prompt["message"]
     [command] = built["features"]["slash_commands"]
     assert set(command) <= COMMAND_KEYS
     assert command["command"] == "/run"
@@ -64,6 +71,7 @@ def test_http_manifest_points_everything_at_one_url(catalog: Catalog) -> None:
     assert built["settings"]["socket_mode_enabled"] is False
     events = built["settings"]["event_subscriptions"]["bot_events"]
     assert set(events) == {
+        "agent_session_stopped",
         "app_home_opened",
         "app_mention",
         "message.channels",
@@ -74,6 +82,18 @@ def test_http_manifest_points_everything_at_one_url(catalog: Catalog) -> None:
     scopes = set(built["oauth_config"]["scopes"]["bot"])
     assert set(manifest.REQUIRED_SCOPES) <= scopes
     assert {"assistant:write", "groups:history", "mpim:history", "chat:write"} <= scopes
+
+
+def test_default_prompts_come_from_the_runbooks(catalog: Catalog) -> None:
+    prompts = manifest.build(catalog, url=URL, socket=False)["features"]["agent_view"]
+    titles = [p["title"] for p in prompts["suggested_prompts"]]
+    assert titles == [
+        "Diagnose shop-staging",
+        "Run database migrations on shop-staging",
+        "Read recent logs",
+    ]
+    bare = manifest.build(Catalog(), url=URL, socket=False)["features"]["agent_view"]
+    assert bare["suggested_prompts"][0]["title"] == "What can you do?"
 
 
 def test_usage_hint_names_the_runbooks(catalog: Catalog) -> None:

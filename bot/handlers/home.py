@@ -1,4 +1,4 @@
-"""The App Home tab, drawn for whoever opens it."""
+"""The App Home tab, drawn for whoever opens it; the Messages tab greets once a day."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 from bot.errors import BotError
+from bot.greeting import Greeter
 from bot.inflight import InFlight
 from bot.render import home
 from bot.runs.service import RunService
@@ -17,16 +18,29 @@ from bot.runs.service import RunService
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, runs: RunService, inflight: InFlight) -> None:
-    async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
-        if event.get("tab") != "home":
-            return  # the Messages tab is the DM with the bot: nothing to draw
+def register(app: AsyncApp, runs: RunService, inflight: InFlight, greeter: Greeter) -> None:
+    async def on_home_opened(
+        event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         user = str(event.get("user", ""))
+        if event.get("tab") == "messages":
+            await on_messages_opened(user, str(event.get("channel", "")), body)
+            return
+        if event.get("tab") != "home":
+            return
         with logs.trace(user=user):
             async with inflight.hold():
                 try:
                     await home.publish(client, user, await runs.overview(user))
                 except BotError as exc:
                     log.error("could not publish App Home: %s", exc)
+
+    async def on_messages_opened(user: str, channel: str, body: dict[str, Any]) -> None:
+        with logs.trace(user=user):
+            async with inflight.hold():
+                try:
+                    await greeter.greet(user, channel, team=str(body.get("team_id") or ""))
+                except BotError as exc:
+                    log.error("could not greet in the Messages tab: %s", exc)
 
     app.event("app_home_opened")(on_home_opened)

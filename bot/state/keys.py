@@ -207,3 +207,8 @@ def told_too_many_questions(user: str) -> str:
 def told_queue_full(thread: str) -> str:
     """Present for a minute once the thread was told its queue is full."""
     return f"{PREFIX}thread:{thread}:queue-full-told"
+
+
+def greeted(user: str, day: str) -> str:
+    """Present from the Messages-tab greeting until the end of that (UTC) day."""
+    return f"{PREFIX}greeted:{day}:{user}"

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.fakes.slack_agent import AgentSurface
 from tests.fakes.slack_model import (
     MAX_TEXT,
     MAX_UPDATE_TEXT,
@@ -56,6 +57,9 @@ class SlackWorkspace:
         # users.info, conversations.info and conversations.members
         self.directory = SlackDirectory(team_id, self._channel)
         self.handlers.update(self.directory.handlers())
+        # agents.sessions.setStatus and assistant.threads.setSuggestedPrompts
+        self.agent = AgentSurface(self._latest_ts)
+        self.handlers.update(self.agent.handlers())
 
     # -- configuration used by tests -------------------------------------------------------
 
@@ -83,6 +87,10 @@ class SlackWorkspace:
         return [m for m in found if user is None or m.ephemeral_user == user]
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _latest_ts(self, channel: str) -> str | None:
+        found = self.messages(channel)
+        return found[-1].ts if found else None
 
     def _next_ts(self) -> str:
         self._clock += 1
