@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from bot import logs, notices
 from bot.access import Access
+from bot.ask.context import Context, ThreadReader
 from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
@@ -59,6 +60,7 @@ class Answerer:
         settings: AskSettings,
         copilot: Copilot,
         access: Access,
+        threads: ThreadReader | None = None,
     ) -> None:
         self._store = store
         self._inference = inference
@@ -66,6 +68,7 @@ class Answerer:
         self._settings = settings
         self._copilot = copilot
         self._access = access
+        self._threads = threads
 
     async def answer(self, thread: str, question: Question) -> None:
         """Stream the answer into the question's thread and remember the exchange. A failure
@@ -88,14 +91,18 @@ class Answerer:
             return
         started = time.monotonic()
         history = await self._store.history(thread)
+        context = Context()
+        if self._threads is not None:
+            context = await self._threads.context(thread, question, joined=bool(history))
         messages = prompt_messages(
             history,
             question.text,
             budget_chars=self._settings.history_chars,
             system=self._system_prompt(),
             asker=question.user,
+            context=context.prompt,
         )
-        outcome = await self._stream_answer(reply, messages, question, started)
+        outcome = await self._stream_answer(reply, messages, question, started, context.note)
         await self._store.remember(
             thread,
             Turn("user", question.text, author=question.user),
@@ -113,6 +120,7 @@ class Answerer:
         messages: list[dict[str, str]],
         question: Question,
         started: float,
+        note: str = "",
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools()
@@ -133,6 +141,8 @@ class Answerer:
             await reply.write("\n\n" + notices.LENGTH_LIMIT)
         if was_cut(question):  # the model read the note; the person reads it here
             await reply.write(f"\n\n_{CUT_NOTE}_")
+        if note:
+            await reply.write("\n\n" + note)
         if outcome.tool_calls:
             asker = Asker(
                 question.user, question.team, question.channel, question.thread_ts, question.ts

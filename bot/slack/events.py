@@ -8,7 +8,7 @@ whichever copy arrives first is answered and the rest are dropped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.conversation import Question
@@ -57,6 +57,9 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
         channel_type=channel_type or "channel",
         user_team=str(event.get("user_team") or event.get("team") or team),
     )
+    if kind == "app_mention" and thread_ts and thread_ts != question.ts:
+        # Called into a thread someone else started: what was said there is context.
+        question = replace(question, context_channel=question.channel, context_ts=str(thread_ts))
     if not question.channel or not question.ts or not question.user:
         return None
     dedupe = [keys.seen_message(question.channel, question.ts)]
