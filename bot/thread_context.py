@@ -59,19 +59,11 @@ def recent(
     messages: tuple[ThreadMessage, ...],
     before: str,
     *,
-    joined: bool = False,
     limit: int = LAST_MESSAGES,
     budget_chars: int = CONTEXT_CHARS,
 ) -> list[ThreadMessage]:
-    """The newest messages older than ``before`` (the question's ts), oldest first.
-
-    ``joined``: the bot already answers in this thread, and remembers every exchange since
-    its first message there; only what came before that is context."""
+    """The newest messages older than ``before`` (the question's ts), oldest first."""
     earlier = [m for m in messages if _older(m.ts, before)]
-    if joined:
-        first_own = next((m.ts for m in earlier if m.source == "self"), None)
-        if first_own is not None:
-            earlier = [m for m in earlier if _older(m.ts, first_own)]
     kept: list[ThreadMessage] = []
     used = 0
     for message in reversed(earlier[-limit:]):

@@ -43,17 +43,18 @@ class ThreadReader:
         self._bot_user = bot_user
 
     async def context(self, thread: str, question: Question, *, joined: bool) -> Context:
-        """``joined``: the bot already remembers exchanges in ``thread``."""
-        if not question.context_ts:
+        """``joined``: the bot already answers in ``thread``: its history holds every
+        exchange since, and the first answer took in what was said before."""
+        if not question.context_ts or joined:
             return Context()
-        read = await self._read(question, joined)
+        read = await self._read(question)
         if read.error:
             if not await self._reads.first_note(thread):
                 return Context()
             return Context(note=notices.thread_unread(read.error))
-        return Context(prompt=as_context(recent(read.messages, question.ts, joined=joined)))
+        return Context(prompt=as_context(recent(read.messages, question.ts)))
 
-    async def _read(self, question: Question, joined: bool) -> ThreadRead:
+    async def _read(self, question: Question) -> ThreadRead:
         channel, thread_ts = question.context_channel, question.context_ts
         cached = await self._reads.get(channel, thread_ts)
         if cached is not None:
@@ -72,6 +73,6 @@ class ThreadReader:
             read = ThreadRead(error=exc.code)
         else:
             # Only what a question could use is kept: the newest messages, within budget.
-            read = ThreadRead(messages=tuple(recent(tuple(messages), question.ts, joined=joined)))
+            read = ThreadRead(messages=tuple(recent(tuple(messages), question.ts)))
         await self._reads.keep(channel, thread_ts, read)
         return read

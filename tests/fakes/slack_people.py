@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from tests.fakes.slack_model import Json, SlackError
 
 # Every scope the bot asks for in its manifest is granted unless a test revokes one.
-GRANTED = {"users:read", "channels:read", "groups:read", "im:read", "mpim:read"}
+GRANTED = {
+    *("users:read", "channels:read", "groups:read", "im:read", "mpim:read"),
+    *("channels:history", "groups:history", "im:history", "mpim:history"),
+}
 
 
 @dataclass
@@ -119,13 +122,18 @@ class SlackDirectory:
             "is_ultra_restricted": False,
         }
 
-    def _conversation(self, params: Json) -> Conversation:
+    def _conversation(self, params: Json, scope: str = "read") -> Conversation:
         channel = self._channel_of(params)
         found = self.conversations.get(channel) or _default(channel)
         if found is None:
             raise SlackError("channel_not_found")
-        self._needs(found.scope)
+        self._needs(found.scope.replace(":read", f":{scope}"))
         return found
+
+    def readable(self, params: Json) -> str:
+        """The channel whose messages a call reads; ``missing_scope`` without its history
+        scope (``channels:history``, ``groups:history``…)."""
+        return self._conversation(params, "history").id
 
     def _needs(self, scope: str) -> None:
         if scope not in self.scopes:
