@@ -124,10 +124,10 @@ async def test_a_second_mention_answered_from_the_history_costs_no_second_read(
     assert "shop-staging deploys fail since 14:02" not in later
 
 
-async def test_an_answer_retried_after_a_restart_reuses_the_thread_read(
+async def interrupted_then_retried(
     slack: FakeSlack, inference: FakeInference, redis_url: str, start: Any
 ) -> None:
-    human_thread(slack)
+    """Carol's mention is cut off by a restart before it is remembered; she clicks Retry."""
     inference.reply_stall(STALL, stall_seconds=30)
     env = bot_env(slack, inference, redis_url, COPILOT_SHUTDOWN_GRACE="0.5")
     process = await start(env)
@@ -136,14 +136,32 @@ async def test_an_answer_retried_after_a_restart_reuses_the_thread_read(
     await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, THREAD))
     process.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.proc.wait(), 20) == 0
-
     inference.reply_text("Answered after all.")
     async with serve(settings_for(slack, inference, redis_url)) as survivor:
         await survivor.action(retry_click(slack, CAROL))
         await slack.wait_for(lambda s: "Answered after all." in answer_in(s, CHANNEL, THREAD))
+
+
+async def test_an_answer_retried_after_a_restart_reuses_the_thread_read(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, start: Any
+) -> None:
+    human_thread(slack)
+    await interrupted_then_retried(slack, inference, redis_url, start)
     assert slack.count("conversations.replies") == 1  # the second read came from the cache
     retried = prompt_of(inference, 1)[-1]["content"]
     assert quoted(f"<@{ALICE}>", "shop-staging deploys fail since 14:02") in retried
+
+
+async def test_a_thread_that_could_not_be_read_is_said_once_even_across_a_retry(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, start: Any
+) -> None:
+    human_thread(slack)
+    slack.directory.revoke_scope("channels:history")
+    await interrupted_then_retried(slack, inference, redis_url, start)
+    answer = answer_in(slack, CHANNEL, THREAD)
+    assert answer.startswith(NOTE.format(code="missing_scope") + "\n\nPartial")
+    assert answer.count("couldn't read this thread") == 1
+    assert slack.count("conversations.replies") == 1
 
 
 def retry_click(slack: FakeSlack, user: str) -> dict[str, Any]:
@@ -172,7 +190,7 @@ async def test_a_thread_slack_will_not_show_is_answered_without_it_and_says_so(
     slack.fail_next("conversations.replies", code)
     inference.reply_text("From your message alone: check the logs.")
     await bot.event(mention_by(CAROL, "what's going on here?", "500.5"))
-    expected = "From your message alone: check the logs.\n\n" + NOTE.format(code=code)
+    expected = NOTE.format(code=code) + "\n\nFrom your message alone: check the logs."
     await wait_answer(slack, CHANNEL, THREAD, expected)
     assert "Earlier in this thread" not in prompt_of(inference)[-1]["content"]
 
@@ -185,7 +203,7 @@ async def test_a_missing_scope_is_said_once_per_thread(
     inference.reply_text("Check the logs.")
     await bot.event(mention_by(CAROL, "what's going on here?", "500.5"))
     await wait_answer(
-        slack, CHANNEL, THREAD, "Check the logs.\n\n" + NOTE.format(code="missing_scope")
+        slack, CHANNEL, THREAD, NOTE.format(code="missing_scope") + "\n\nCheck the logs."
     )
     assert slack.calls_to("conversations.replies")[0].error == "missing_scope"
     first = slack.thread_bodies(CHANNEL, THREAD)

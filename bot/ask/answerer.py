@@ -102,7 +102,10 @@ class Answerer:
             asker=question.user,
             context=context.prompt,
         )
-        outcome = await self._stream_answer(reply, messages, question, started, context.note)
+        if context.note:
+            # First, so that it shows even if the answer is cut off.
+            await reply.write(context.note + "\n\n")
+        outcome = await self._stream_answer(reply, messages, question, started)
         await self._store.remember(
             thread,
             Turn("user", question.text, author=question.user),
@@ -120,7 +123,6 @@ class Answerer:
         messages: list[dict[str, str]],
         question: Question,
         started: float,
-        note: str = "",
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools()
@@ -141,8 +143,6 @@ class Answerer:
             await reply.write("\n\n" + notices.LENGTH_LIMIT)
         if was_cut(question):  # the model read the note; the person reads it here
             await reply.write(f"\n\n_{CUT_NOTE}_")
-        if note:
-            await reply.write("\n\n" + note)
         if outcome.tool_calls:
             asker = Asker(
                 question.user, question.team, question.channel, question.thread_ts, question.ts
