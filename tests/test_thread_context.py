@@ -266,3 +266,20 @@ def test_questions_stored_before_thread_context_still_load() -> None:
     assert (question.context_channel, question.context_ts) == ("", "")
     newer = old[:-1] + ', "something_later": 1}'
     assert Question.from_json(newer).text == "hi"
+
+
+async def test_a_burst_of_mentions_in_many_threads_reads_within_slacks_tier(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    slack.limit("conversations.replies", 50, 3)  # Tier 3
+    threads = [f"{900 + i}.1" for i in range(6)]
+    for thread in threads:
+        slack.threads.say(CHANNEL, thread, f"trouble in {thread}", user=ALICE)
+        inference.reply_text("Seen.")
+    await asyncio.gather(
+        *(bot.event(mention_by(CAROL, "what now?", f"{t[:3]}.5", thread_ts=t)) for t in threads)
+    )
+    for thread in threads:
+        await slack.wait_for(lambda s, t=thread: answer_in(s, CHANNEL, t).endswith("Seen."))
+    assert slack.rate_limited == {}
+    assert slack.count("conversations.replies") >= 3
