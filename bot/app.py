@@ -213,7 +213,7 @@ async def build_runtime(
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
         access,
-        ThreadReader(slack, budget, ThreadReads(client), identity.user_id),
+        ThreadReader(slack, budget, ThreadReads(client), access, identity.user_id),
     )
     scheduler = ThreadScheduler(
         store,

@@ -114,8 +114,8 @@ def prompt_messages(
 
     ``asker`` is the Slack user asking ``question``: their earlier turns and the bot's stay
     conversation turns; every other user turn becomes quoted context (see ``_as_context``).
-    ``context`` (already quoted, with its own budget) comes first: what was said in the
-    thread before the bot was called into it."""
+    ``context`` (already quoted, with its own budget) comes just before the question: what
+    was said in the thread the bot was called into, or that the question links to."""
     kept: list[Turn] = []
     used = len(question)
     for turn in reversed([_seen_by(asker, turn) for turn in history]):
@@ -127,9 +127,7 @@ def prompt_messages(
     # A window that starts mid-exchange would open with an assistant turn; drop it.
     while kept and kept[0].role == "assistant":
         kept.pop(0)
-    turns = [*kept, Turn("user", question)]
-    if context:
-        turns.insert(0, Turn("user", context))
+    turns = [*kept, *([Turn("user", context)] if context else []), Turn("user", question)]
     if asker:
         system += "\n\n" + _asker_note(asker)
     return [{"role": "system", "content": system}, *_merge_same_role(turns)]

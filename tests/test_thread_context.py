@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.conversation import Question
+from bot.slack.events import linked_thread
 from bot.thread_context import ThreadMessage, recent
 from tests.fakes import FakeInference, FakeSlack
 from tests.processes import STALL, ask_process, bot_env
@@ -283,3 +284,57 @@ async def test_a_burst_of_mentions_in_many_threads_reads_within_slacks_tier(
         await slack.wait_for(lambda s, t=thread: answer_in(s, CHANNEL, t).endswith("Seen."))
     assert slack.rate_limited == {}
     assert slack.count("conversations.replies") >= 3
+
+
+def dm_linking(user: str, channel: str, ts: str, thread_ts: str) -> dict[str, Any]:
+    link = f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '').rjust(16, '0')}"
+    return {
+        "type": "message",
+        "channel_type": "im",
+        "user": user,
+        "text": f"what happened here? <{link}?thread_ts={thread_ts}&amp;cid={channel}|link>",
+        "ts": "1800000000.000100",
+        "channel": f"D{user}",
+        "team": "T0TEAM",
+    }
+
+
+async def test_a_dm_linking_a_channel_thread_reads_that_thread(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    human_thread(slack)
+    inference.reply_text("The database refuses connections.")
+    await bot.event(dm_linking(CAROL, CHANNEL, "1700000000.000500", THREAD))
+    await wait_answer(slack, f"D{CAROL}", "1800000000.000100", "The database refuses connections.")
+    [call] = slack.calls_to("conversations.replies")
+    assert (call.params["channel"], call.params["ts"]) == (CHANNEL, THREAD)
+    content = prompt_of(inference)[-1]["content"]
+    assert (
+        quoted(f"<@{DAVE}>", "logs say DATABASE_URL=postgres://app:••••@db.example/x refused")
+        in content
+    )
+    # Carol's mention in the thread is context here: she asks from the DM.
+    assert quoted(f"<@{CAROL}>", "<@U0BOT> what's going on here?") in content
+    event = dm_linking(CAROL, CHANNEL, "1700000000.000500", THREAD)
+    assert content.endswith("\n\n" + event["text"])
+
+
+async def test_a_dm_linking_a_channel_the_asker_cannot_read_reads_nothing(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    slack.directory.add_channel("G0SECRET", ["U0BOB"], private=True)
+    slack.threads.say("G0SECRET", "600.1", "the prod DB password rotation plan", user="U0BOB")
+    inference.reply_text("I can't see it.")
+    await bot.event(dm_linking(CAROL, "G0SECRET", "600.1", "600.1"))
+    expected = NOTE.format(code="you can't see that channel") + "\n\nI can't see it."
+    await wait_answer(slack, f"D{CAROL}", "1800000000.000100", expected)
+    assert slack.count("conversations.replies") == 0
+    assert "rotation plan" not in prompt_of(inference)[-1]["content"]
+
+
+def test_message_links_name_their_thread() -> None:
+    reply = "<https://x.slack.com/archives/C0OPS/p1700000000000500?thread_ts=1700000000.000100>"
+    assert linked_thread(reply) == ("C0OPS", "1700000000.000100")
+    parent = "see https://x.slack.com/archives/G0PRIV/p1700000000000500 please"
+    assert linked_thread(parent) == ("G0PRIV", "1700000000.000500")
+    assert linked_thread("https://x.slack.com/archives/D0DM/p1700000000000500") is None

@@ -1,4 +1,5 @@
-"""Thread context for a question: what people said in the thread the bot was called into.
+"""Thread context for a question: what people said in the thread the bot was called into,
+or in the channel thread a DM links to (only when the asker can read that channel).
 
 Read at answer time (in the worker, so acks stay fast), once per thread per
 ``keys.THREAD_READ_TTL`` whichever process asks, and never at the cost of the answer: a
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import notices
+from bot.access import Access
 from bot.conversation import Question
 from bot.errors import SlackError
 from bot.slack.budget import SlackBudget
@@ -22,6 +24,9 @@ from bot.state.thread_reads import ThreadReads
 from bot.thread_context import ThreadRead, as_context, recent
 
 log = logging.getLogger("bot.ask")
+
+# A linked thread in a channel the asker cannot read.
+NOT_VISIBLE = "you can't see that channel"
 
 
 @dataclass(frozen=True)
@@ -35,19 +40,31 @@ class Context:
 
 class ThreadReader:
     def __init__(
-        self, slack: AsyncWebClient, budget: SlackBudget, reads: ThreadReads, bot_user: str
+        self,
+        slack: AsyncWebClient,
+        budget: SlackBudget,
+        reads: ThreadReads,
+        access: Access,
+        bot_user: str,
     ) -> None:
         self._slack = slack
+        self._access = access
         self._budget = budget
         self._reads = reads
         self._bot_user = bot_user
 
     async def context(self, thread: str, question: Question, *, joined: bool) -> Context:
         """``joined``: the bot already answers in ``thread``: its history holds every
-        exchange since, and the first answer took in what was said before."""
-        if not question.context_ts or joined:
+        exchange since, and the first answer took in what was said before. A linked thread
+        is read whenever it is linked."""
+        linked = question.context_channel != question.channel
+        if not question.context_ts or (joined and not linked):
             return Context()
-        read = await self._read(question)
+        if linked and not await self._access.can_see(question.user, question.context_channel):
+            # Never show someone a channel they cannot read; say so without naming it.
+            read = ThreadRead(error=NOT_VISIBLE)
+        else:
+            read = await self._read(question)
         if read.error:
             if not await self._reads.first_note(thread):
                 return Context()
