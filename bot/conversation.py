@@ -36,8 +36,9 @@ class Question:
     channel_type: str = "channel"
     # The asker's own workspace; differs from ``team`` in Slack Connect channels.
     user_team: str = ""
-    # A human thread to read as context (``bot.thread_context``): set when the bot is
-    # @mentioned inside a thread it did not start. Empty in questions stored before it.
+    # A channel thread to read as context (``bot.thread_context``): where the bot was
+    # @mentioned inside a thread it did not start, or the thread a DM links to. Empty in
+    # questions stored before it.
     context_channel: str = ""
     context_ts: str = ""
 

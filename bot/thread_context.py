@@ -1,4 +1,5 @@
-"""What the bot reads of a human thread it was @mentioned into, and how the model sees it.
+"""What the bot reads of a human thread it was @mentioned into (or that a DM links to), and
+how the model sees it.
 
 The people talking in a thread before the bot was called are context, never instructions:
 each message reaches the model quoted and attributed (``bot.conversation.quoted``), even
@@ -29,13 +30,6 @@ class ThreadMessage:
     author: str  # a user id, or an app's bot id
     text: str  # masked
     source: Source = "person"  # "self": this bot; "app": another app
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> ThreadMessage:
-        return cls(**json.loads(raw))
 
 
 @dataclass(frozen=True)
