@@ -76,13 +76,18 @@ def quoted(who: str, text: str) -> str:
     )
 
 
-async def test_a_mention_in_a_human_thread_gives_the_model_that_thread_as_quoted_context(
-    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
-) -> None:
+async def carol_asks(bot: BotUnderTest, slack: FakeSlack, inference: FakeInference) -> None:
+    """Carol @mentions the bot in Alice and Dave's thread, and is answered."""
     human_thread(slack)
     inference.reply_text("The database refuses connections.")
     await bot.event(mention_by(CAROL, "what's going on here?", "500.5"))
     await wait_answer(slack, CHANNEL, THREAD, "The database refuses connections.")
+
+
+async def test_a_mention_in_a_human_thread_gives_the_model_that_thread_as_quoted_context(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    await carol_asks(bot, slack, inference)
 
     [call] = slack.calls_to("conversations.replies")
     assert call.params["channel"] == CHANNEL
@@ -108,10 +113,7 @@ async def test_a_mention_in_a_human_thread_gives_the_model_that_thread_as_quoted
 async def test_a_second_mention_answered_from_the_history_costs_no_second_read(
     bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
 ) -> None:
-    human_thread(slack)
-    inference.reply_text("The database refuses connections.")
-    await bot.event(mention_by(CAROL, "what's going on here?", "500.5"))
-    await wait_answer(slack, CHANNEL, THREAD, "The database refuses connections.")
+    await carol_asks(bot, slack, inference)
     inference.reply_text("Check the credentials.")
     await bot.event(mention_by(DAVE, "and what should I do?", "500.7"))
     await inference.wait_for_requests(2)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bot import logs, notices
 from bot.access import Access
-from bot.ask.context import Context, ThreadReader
+from bot.ask.context import ThreadReader
 from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
@@ -60,7 +60,7 @@ class Answerer:
         settings: AskSettings,
         copilot: Copilot,
         access: Access,
-        threads: ThreadReader | None = None,
+        threads: ThreadReader,
     ) -> None:
         self._store = store
         self._inference = inference
@@ -91,9 +91,7 @@ class Answerer:
             return
         started = time.monotonic()
         history = await self._store.history(thread)
-        context = Context()
-        if self._threads is not None:
-            context = await self._threads.context(thread, question, joined=bool(history))
+        context = await self._threads.context(thread, question, joined=bool(history))
         messages = prompt_messages(
             history,
             question.text,

@@ -103,11 +103,11 @@ class SlackDirectory:
     def _conversation_members(self, params: Json) -> Json:
         found = self._conversation(params)
         limit = int(params.get("limit") or 100)
-        start = _offset(str(params.get("cursor") or ""))
+        start = offset(str(params.get("cursor") or ""))
         page = found.members[start : start + limit]
         more = start + limit < len(found.members)
-        cursor = _cursor(start + limit) if more else ""
-        return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+        next_cursor = cursor(start + limit) if more else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": next_cursor}}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -147,14 +147,15 @@ def _default(channel: str) -> Conversation | None:
     return None
 
 
-def _cursor(offset: int) -> str:
-    return base64.b64encode(f"offset:{offset}".encode()).decode()
+def cursor(start: int) -> str:
+    """Slack's opaque ``next_cursor``: here, where the next page starts."""
+    return base64.b64encode(f"offset:{start}".encode()).decode()
 
 
-def _offset(cursor: str) -> int:
-    if not cursor:
+def offset(raw: str) -> int:
+    if not raw:
         return 0
     try:
-        return int(base64.b64decode(cursor).decode().removeprefix("offset:"))
+        return int(base64.b64decode(raw).decode().removeprefix("offset:"))
     except ValueError:
         raise SlackError("invalid_cursor") from None

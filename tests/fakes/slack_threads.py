@@ -5,11 +5,11 @@ and what people (or other apps) said, oldest first, paged with a cursor, bounded
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.fakes.slack_model import Json, SlackError
+from tests.fakes.slack_people import cursor, offset
 
 
 @dataclass
@@ -69,14 +69,14 @@ class SlackThreads:
         inclusive = str(params.get("inclusive") or "").lower() in ("1", "true")
         thread = [m for m in thread if _within(m["ts"], params, inclusive)]
         limit = int(params.get("limit") or 1000)
-        start = _offset(str(params.get("cursor") or ""))
+        start = offset(str(params.get("cursor") or ""))
         page = thread[start : start + limit]
         more = start + limit < len(thread)
         return {
             "ok": True,
             "messages": page,
             "has_more": more,
-            "response_metadata": {"next_cursor": _cursor(start + limit) if more else ""},
+            "response_metadata": {"next_cursor": cursor(start + limit) if more else ""},
         }
 
     def _thread(self, channel: str) -> list[Json]:
@@ -96,16 +96,3 @@ def _within(ts: str, params: Json, inclusive: bool) -> bool:
 def _order(ts: object) -> tuple[int, int]:
     seconds, _, micros = str(ts).partition(".")
     return int(seconds or 0), int(micros.ljust(6, "0")[:6] or 0)
-
-
-def _cursor(offset: int) -> str:
-    return base64.b64encode(f"replies:{offset}".encode()).decode()
-
-
-def _offset(cursor: str) -> int:
-    if not cursor:
-        return 0
-    try:
-        return int(base64.b64decode(cursor).decode().removeprefix("replies:"))
-    except ValueError:
-        raise SlackError("invalid_cursor") from None
