@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import Access
 from bot.ask import Answerer, AskSettings, ThreadScheduler
+from bot.ask.context import ThreadReader
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
@@ -49,6 +50,7 @@ from bot.state.greetings import Greetings
 from bot.state.limits import LimitStore
 from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
+from bot.state.thread_reads import ThreadReads
 from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
 from bot.state.work_queue import WorkQueue
@@ -214,6 +216,7 @@ async def build_runtime(
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
         access,
+        ThreadReader(slack, budget, ThreadReads(client), access, identity.user_id),
     )
     scheduler = ThreadScheduler(
         store,

@@ -45,6 +45,13 @@ RUN_ADVICE = "The run may have done part of its work: check the app before runni
 STOPPED_WATCHING = "Stopped watching; Heroku may still finish the run."
 
 
+def thread_unread(code: str) -> str:
+    """Said once per thread when the thread the bot was called into could not be read."""
+    return (
+        f"_I couldn't read this thread ({clip(code, 60)}), so I answered from your message alone._"
+    )
+
+
 def too_many_questions(limit: int, wait_seconds: float) -> str:
     """Past ``max_questions_per_user_per_minute``: said once a minute, not per message."""
     seconds = max(1, math.ceil(wait_seconds))

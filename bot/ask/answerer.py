@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from bot import logs, notices
 from bot.access import Access
+from bot.ask.context import ThreadReader
 from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
@@ -59,6 +60,7 @@ class Answerer:
         settings: AskSettings,
         copilot: Copilot,
         access: Access,
+        threads: ThreadReader,
     ) -> None:
         self._store = store
         self._inference = inference
@@ -66,6 +68,7 @@ class Answerer:
         self._settings = settings
         self._copilot = copilot
         self._access = access
+        self._threads = threads
 
     async def answer(self, thread: str, question: Question) -> None:
         """Stream the answer into the question's thread and remember the exchange. A failure
@@ -88,13 +91,18 @@ class Answerer:
             return
         started = time.monotonic()
         history = await self._store.history(thread)
+        context = await self._threads.context(thread, question, joined=bool(history))
         messages = prompt_messages(
             history,
             question.text,
             budget_chars=self._settings.history_chars,
             system=self._system_prompt(),
             asker=question.user,
+            context=context.prompt,
         )
+        if context.note:
+            # First, so that it shows even if the answer is cut off.
+            await reply.write(context.note + "\n\n")
         outcome = await self._stream_answer(reply, messages, question, started)
         await self._store.remember(
             thread,

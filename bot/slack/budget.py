@@ -38,6 +38,7 @@ TIERS: dict[str, Rate] = {
     "chat.update": Rate(45, 5),
     "chat.postMessage": Rate(54, 3),  # per channel
     "assistant.threads.setSuggestedPrompts": Rate(90, 6),  # Tier 4
+    "conversations.replies": Rate(45, 3),  # Tier 3
 }
 PER_CHANNEL = {"chat.postMessage"}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.conversation import Question
@@ -67,6 +67,11 @@ def read_event(body: dict[str, Any], identity: Identity) -> Incoming | None:
         channel_type=channel_type or "channel",
         user_team=str(event.get("user_team") or event.get("team") or team),
     )
+    if kind == "app_mention" and thread_ts and thread_ts != question.ts:
+        # Called into a thread someone else started: what was said there is context.
+        question = replace(question, context_channel=question.channel, context_ts=str(thread_ts))
+    elif channel_type == "im" and (linked := linked_thread(question.text)):
+        question = replace(question, context_channel=linked[0], context_ts=linked[1])
     if not question.channel or not question.ts or not question.user:
         _ignored(event, "no channel, ts or user")
         return None
@@ -92,6 +97,23 @@ def _ignored(event: dict[str, Any], reason: str, *, quietly: bool = False) -> No
     worth a debug line."""
     where = {"channel": event.get("channel"), "message_ts": event.get("ts"), "reason": reason}
     log.log(logging.DEBUG if quietly else logging.INFO, "message ignored", extra=where)
+
+
+# A link to a channel message: https://<workspace>.slack.com/archives/C…/p1700000000123456,
+# with ``?thread_ts=…`` when the message is a reply.
+_MESSAGE_LINK = re.compile(
+    r"https://[^\s/|>]*slack\.com/archives/([CG][A-Z0-9]{2,})/p(\d{10})(\d{6})([^\s|>]*)"
+)
+_THREAD_TS = re.compile(r"[?&]thread_ts=(\d+\.\d+)")
+
+
+def linked_thread(text: str) -> tuple[str, str] | None:
+    """The channel and thread of the first channel message ``text`` links to."""
+    found = _MESSAGE_LINK.search(text)
+    if found is None:
+        return None
+    parent = _THREAD_TS.search(found[4])
+    return found[1], parent[1] if parent else f"{found[2]}.{found[3]}"
 
 
 def strip_mention(text: str, bot_user_id: str) -> str:

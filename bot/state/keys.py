@@ -128,6 +128,23 @@ def channel_members(channel_id: str) -> str:
     return f"{PREFIX}channel:{channel_id}:members"
 
 
+# A human thread the bot was @mentioned into (conversations.replies, masked), or the error
+# that kept it from being read: a burst of mentions in one thread costs one Slack call, and
+# conversations.replies is scarce (Tier 3, much less for apps outside the Marketplace).
+THREAD_READ_TTL = 60
+# "I couldn't read this thread" is said once per thread, for as long as a quiet thread is
+# remembered by default.
+CONTEXT_NOTE_TTL = 7 * 24 * 3600
+
+
+def thread_read(channel_id: str, thread_ts: str) -> str:
+    return f"{PREFIX}thread-read:{channel_id}:{thread_ts}"
+
+
+def told_no_context(thread: str) -> str:
+    return f"{PREFIX}thread:{thread}:told-no-context"
+
+
 # An outsider is told once per channel per hour that the bot will not act for them; when
 # their account could not be checked, they may try again after a minute.
 REFUSAL_TTL = 3600

@@ -18,6 +18,7 @@ from tests.fakes.slack_model import (
     stream_pieces,
 )
 from tests.fakes.slack_people import SlackDirectory
+from tests.fakes.slack_threads import SlackThreads
 
 Handler = Callable[[Json], Json]
 POSTING = ("chat.postMessage", "chat.postEphemeral", "chat.startStream")
@@ -60,6 +61,9 @@ class SlackWorkspace:
         # agents.sessions.setStatus and assistant.threads.setSuggestedPrompts
         self.agent = AgentSurface(self._latest_ts)
         self.handlers.update(self.agent.handlers())
+        # conversations.replies: the bot's messages and what people said (``threads.say``)
+        self.threads = SlackThreads(team_id, self.directory.readable, self._bot_payloads)
+        self.handlers.update(self.threads.handlers())
 
     # -- configuration used by tests -------------------------------------------------------
 
@@ -125,6 +129,11 @@ class SlackWorkspace:
         if message.blocks:
             payload["blocks"] = message.blocks
         return payload
+
+    def _bot_payloads(self, channel: str) -> list[Json]:
+        return [
+            {**self._payload(m), "text": m.body} for m in self._messages if m.channel == channel
+        ]
 
     def _add(self, message: Message) -> Message:
         self._messages.append(message)

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from tests.fakes.slack_model import Json, SlackError
 
 # Every scope the bot asks for in its manifest is granted unless a test revokes one.
-GRANTED = {"users:read", "channels:read", "groups:read", "im:read", "mpim:read"}
+GRANTED = {
+    *("users:read", "channels:read", "groups:read", "im:read", "mpim:read"),
+    *("channels:history", "groups:history", "im:history", "mpim:history"),
+}
 
 
 @dataclass
@@ -100,11 +103,11 @@ class SlackDirectory:
     def _conversation_members(self, params: Json) -> Json:
         found = self._conversation(params)
         limit = int(params.get("limit") or 100)
-        start = _offset(str(params.get("cursor") or ""))
+        start = offset(str(params.get("cursor") or ""))
         page = found.members[start : start + limit]
         more = start + limit < len(found.members)
-        cursor = _cursor(start + limit) if more else ""
-        return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+        next_cursor = cursor(start + limit) if more else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": next_cursor}}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -119,13 +122,18 @@ class SlackDirectory:
             "is_ultra_restricted": False,
         }
 
-    def _conversation(self, params: Json) -> Conversation:
+    def _conversation(self, params: Json, scope: str = "read") -> Conversation:
         channel = self._channel_of(params)
         found = self.conversations.get(channel) or _default(channel)
         if found is None:
             raise SlackError("channel_not_found")
-        self._needs(found.scope)
+        self._needs(found.scope.replace(":read", f":{scope}"))
         return found
+
+    def readable(self, params: Json) -> str:
+        """The channel whose messages a call reads; ``missing_scope`` without its history
+        scope (``channels:history``, ``groups:history``…)."""
+        return self._conversation(params, "history").id
 
     def _needs(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -139,14 +147,15 @@ def _default(channel: str) -> Conversation | None:
     return None
 
 
-def _cursor(offset: int) -> str:
-    return base64.b64encode(f"offset:{offset}".encode()).decode()
+def cursor(start: int) -> str:
+    """Slack's opaque ``next_cursor``: here, where the next page starts."""
+    return base64.b64encode(f"offset:{start}".encode()).decode()
 
 
-def _offset(cursor: str) -> int:
-    if not cursor:
+def offset(raw: str) -> int:
+    if not raw:
         return 0
     try:
-        return int(base64.b64decode(cursor).decode().removeprefix("offset:"))
+        return int(base64.b64decode(raw).decode().removeprefix("offset:"))
     except ValueError:
         raise SlackError("invalid_cursor") from None
