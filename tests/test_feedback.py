@@ -129,14 +129,16 @@ async def test_a_click_is_recorded_once_and_a_change_of_mind_replaces_it(
 
     await vote(act, ALICE, f"down:{answer}")  # a change of mind
     await vote(act, CAROL, f"down:{answer}")
-    await slack.wait_for(lambda _: len(feedback_lines(caplog)) == 3)
+    await vote(act, CAROL, f"down:{answer}")  # a toggle sends no "unselected": still down
+    await slack.wait_for(lambda _: len(feedback_lines(caplog)) == 4)
     audited = await feedback_audit(act)
     assert [(e["user"], e["vote"], e["replaced"]) for e in audited] == [
         (ALICE, "up", ""),
         (ALICE, "down", "up"),
         (CAROL, "down", ""),
+        (CAROL, "down", "down"),
     ]
-    # Alice's vote moved: it counts once, as down.
+    # Alice's vote moved and Carol's stayed: each person counts once.
     assert "👍 0   👎 2" in await tally_seen_by(act, slack, BOB)
 
 
