@@ -33,8 +33,7 @@ async def answered(bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
     inference.reply_text(ANSWER, pieces=3)
     assert (await bot.event(mention("how do I roll back?", "100.1"))).status_code == 200
     await wait_answer(slack, CHANNEL, "100.1", ANSWER)
-    await slack.wait_for(lambda s: s.count("chat.stopStream") + s.count("chat.update") >= 1)
-    await slack.wait_for(lambda s: any(m.blocks for m in s.messages(CHANNEL, "100.1")))
+    await slack.wait_for(lambda s: "context_actions" in str(s.messages(CHANNEL, "100.1")))
     [message] = slack.messages(CHANNEL, "100.1")
     buttons = feedback_block(message.blocks)
     up, down = buttons["positive_button"], buttons["negative_button"]
