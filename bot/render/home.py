@@ -1,7 +1,9 @@
 """The App Home tab: what waits for the person looking, and how the latest runs ended.
 
 ``RunService.overview`` decides what belongs in each list; this module only lays it out
-and publishes it (``views.publish``, which replaces the whole tab each time).
+and publishes it (``views.publish``, which replaces the whole tab each time). Approvers of
+any runbook (the people who may see runs beyond their own) also see the last 7 days'
+feedback on answers; ``home_publisher`` decides when a tab is drawn.
 """
 
 from __future__ import annotations
