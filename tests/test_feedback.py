@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from bot.state import keys
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest
-from tests.scenarios import ALICE, BOB, CAROL, CHANNEL, MALLORY, mention, wait_answer
+from tests.scenarios import ALICE, BOB, CAROL, CHANNEL, MALLORY, mention, open_home, wait_answer
 
 ANSWER = "Roll back with `heroku releases:rollback`."
 FEEDBACK_TITLE = "*Feedback on answers, last 7 days*"
@@ -158,18 +158,6 @@ async def test_the_counts_show_only_to_approvers(act: BotUnderTest, slack: FakeS
     await open_home(act, slack, MALLORY)
     await slack.wait_for(lambda s: MALLORY in s.home_views)
     assert FEEDBACK_TITLE not in str(slack.home_views[MALLORY])
-
-
-async def open_home(bot: BotUnderTest, slack: FakeSlack, user: str) -> None:
-    slack.home_views.pop(user, None)
-    event = {
-        "type": "app_home_opened",
-        "user": user,
-        "channel": f"D0{user[2:]}",
-        "tab": "home",
-        "event_ts": f"{time.time():.6f}",
-    }
-    assert (await bot.event(event)).status_code == 200
 
 
 async def tally_seen_by(bot: BotUnderTest, slack: FakeSlack, user: str) -> str:
