@@ -26,14 +26,17 @@ from bot.ask.context import ThreadReader
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
+from bot.feedback import Feedback
 from bot.greeting import Greeter
-from bot.handlers import home, messages, outsiders, runs
+from bot.handlers import feedback, home, messages, outsiders, runs
 from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
 from bot.proposals import Copilot
 from bot.recovery import Recovery
+from bot.render import buttons
 from bot.render.card_writer import CardWriter
+from bot.render.home_publisher import HomePublisher, HomeRefreshingBoard
 from bot.runbooks import Catalog, load_catalog
 from bot.runs.approvers import Approvers
 from bot.runs.execution import Executor
@@ -46,6 +49,7 @@ from bot.slack.events import Identity
 from bot.slack.reply import Replier
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
+from bot.state.feedback import FeedbackStore
 from bot.state.greetings import Greetings
 from bot.state.limits import LimitStore
 from bot.state.people import PeopleCache
@@ -199,10 +203,18 @@ async def build_runtime(
         team=identity.team_id,
         allow_external=catalog.policy.allow_external_users,
     )
+    homes = HomePublisher(slack, budget, tasks)
     run_service = _runs(
-        settings, catalog, requests, slack, client, http, work, budget, tasks, access
+        settings, catalog, requests, slack, client, http, work, budget, tasks, access, homes
     )
-    replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
+    votes = Feedback(FeedbackStore(client), settings.inference_model_id)
+    homes.attach(run_service, votes)
+    replier = Replier(
+        slack,
+        budget,
+        stream_max_age=settings.copilot_stream_max_age,
+        feedback=buttons.feedback,
+    )
     answerer = Answerer(
         store,
         _model_client(
@@ -233,7 +245,8 @@ async def build_runtime(
     messages.register(bolt, scheduler, intake, inflight)
     runs.register(bolt, run_service, inflight)
     greeter = Greeter(slack, budget, Greetings(client), catalog, access)
-    home.register(bolt, run_service, inflight, greeter)
+    home.register(bolt, homes, inflight, greeter)
+    feedback.register(bolt, votes, inflight)
     runtime = Runtime(
         settings=settings,
         identity=identity,
@@ -272,8 +285,11 @@ def _runs(
     budget: SlackBudget,
     tasks: Background,
     access: Access,
+    homes: HomePublisher,
 ) -> RunService:
-    board = CardWriter(slack)
+    approvers = Approvers(slack, UserGroupCache(client))
+    # Every change a card shows also redraws the App Home of the people it concerns.
+    board = HomeRefreshingBoard(CardWriter(slack), homes, approvers)
     executor = Executor(
         requests=requests,
         agents=_model_client(
@@ -291,7 +307,7 @@ def _runs(
     return RunService(
         catalog=catalog,
         requests=requests,
-        approvers=Approvers(slack, UserGroupCache(client)),
+        approvers=approvers,
         executor=executor,
         board=board,
         model=settings.inference_model_id,

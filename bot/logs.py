@@ -64,6 +64,12 @@ def id_for(*parts: str) -> str:
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
 
+def current_id() -> str | None:
+    """The trace id of the request being served, if any."""
+    current = _current.get()
+    return str(current.fields["trace_id"]) if current else None
+
+
 def count(name: str, amount: int = 1) -> None:
     """Add to a counter of the current request; outside any request there is nothing to do."""
     current = _current.get()

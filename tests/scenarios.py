@@ -101,6 +101,21 @@ async def wait_answer(slack: FakeSlack, channel: str, thread_ts: str, text: str)
     await slack.wait_for(lambda s: answer_in(s, channel, thread_ts) == text, timeout=10)
 
 
+# -- App Home ------------------------------------------------------------------------------
+
+
+async def open_home(bot: BotUnderTest, slack: FakeSlack, user: str, tab: str = "home") -> None:
+    slack.home_views.pop(user, None)
+    event = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": f"D0{user[2:]}",
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+    assert (await bot.event(event)).status_code == 200
+
+
 # -- Act -----------------------------------------------------------------------------------
 
 

@@ -135,7 +135,9 @@ async def test_an_answer_proposes_at_most_two_cards(
     await act.event(mention("fix everything", "90.1"))
     await slack.wait_for(lambda s: s.count("chat.stopStream") >= 1, timeout=10)
     answer = answer_in(slack, CHANNEL, "90.1")
-    cards = [m for m in slack.messages(CHANNEL, "90.1") if m.blocks and "actions" in str(m.blocks)]
+    cards = [
+        m for m in slack.messages(CHANNEL, "90.1") if any(b["type"] == "actions" for b in m.blocks)
+    ]
     assert len(cards) == 2
     assert "Proposed `migrate` app=shop-staging" in answer
     assert "Proposed `migrate` app=shop-production" in answer

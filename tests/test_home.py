@@ -23,6 +23,7 @@ from tests.scenarios import (
     card_text,
     click,
     migrate_events,
+    open_home,
     request_id,
     run,
 )
@@ -32,22 +33,12 @@ ASKED = "Your requests waiting for approval"
 LATEST = "Latest runs"
 
 
-async def open_home(bot: BotUnderTest, slack: FakeSlack, user: str, tab: str = "home") -> None:
-    slack.home_views.pop(user, None)
-    event = {
-        "type": "app_home_opened",
-        "user": user,
-        "channel": f"D0{user[2:]}",
-        "tab": tab,
-        "event_ts": f"{time.time():.6f}",
-    }
-    assert (await bot.event(event)).status_code == 200
-
-
 async def home_of(bot: BotUnderTest, slack: FakeSlack, user: str) -> dict[str, str]:
     """The tab as Slack received it: each list's title mapped to its lines."""
     await open_home(bot, slack, user)
     await slack.wait_for(lambda s: user in s.home_views)
+    # A redraw after a change may still be on its way: the last one shows the latest state.
+    await slack.wait_for(lambda _: bot.runtime.inflight.count == 0)
     view = slack.home_views[user]
     assert view["type"] == "home"
     lists = {}

@@ -223,4 +223,6 @@ async def test_no_footer_by_default(
     inference.reply_text("Plain.")
     await bot.event(mention("ok?", "160.1"))
     await slack.wait_for(lambda s: s.count("chat.stopStream") == 1)
-    assert "blocks" not in slack.calls_to("chat.stopStream")[0].params
+    # The answer ends with its feedback buttons only: no footer.
+    blocks = slack.calls_to("chat.stopStream")[0].params["blocks"]
+    assert [b["type"] for b in blocks] == ["context_actions"]

@@ -148,7 +148,8 @@ class Answerer:
             notes = await self._copilot.act_on(outcome.tool_calls, asker)
             # The notes quote the runbook names and values the model chose.
             await reply.write(("\n\n" if reply.text else "") + shown("\n".join(notes)))
-        await reply.finish(footer=self._footer(outcome, started))
+        # The answer's trace id names it on its feedback buttons and in its log lines.
+        await reply.finish(footer=self._footer(outcome, started), answer=logs.current_id())
         return outcome
 
     def _footer(self, outcome: Outcome, started: float) -> str | None:

@@ -4,4 +4,5 @@
 - ``messages``: Bolt's message listeners (Socket Mode) and the Retry button
 - ``runs``: ``/run`` and the run card's buttons, as ``Decision``s
 - ``home``: the App Home tab
+- ``feedback``: the feedback buttons under answers
 """

@@ -6,22 +6,18 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 from bot.errors import BotError
 from bot.greeting import Greeter
 from bot.inflight import InFlight
-from bot.render import home
-from bot.runs.service import RunService
+from bot.render.home_publisher import HomePublisher
 
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, runs: RunService, inflight: InFlight, greeter: Greeter) -> None:
-    async def on_home_opened(
-        event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
-    ) -> None:
+def register(app: AsyncApp, homes: HomePublisher, inflight: InFlight, greeter: Greeter) -> None:
+    async def on_home_opened(event: dict[str, Any], body: dict[str, Any]) -> None:
         user = str(event.get("user", ""))
         if event.get("tab") == "messages":
             await on_messages_opened(user, str(event.get("channel", "")), body)
@@ -31,7 +27,7 @@ def register(app: AsyncApp, runs: RunService, inflight: InFlight, greeter: Greet
         with logs.trace(user=user):
             async with inflight.hold():
                 try:
-                    await home.publish(client, user, await runs.overview(user))
+                    await homes.publish(user)
                 except BotError as exc:
                     log.error("could not publish App Home: %s", exc)
 

@@ -15,6 +15,11 @@ WITHDRAW = "copilot_withdraw"
 RUN_NOW = "copilot_run"
 CANCEL = "copilot_cancel"
 RETRY = "copilot_retry"
+FEEDBACK = "copilot_feedback"
+
+# A feedback button's value: "<up|down>:<the answer's trace id>".
+_VOTES = {"up", "down"}
+_ANSWER_CHARS = 64
 
 
 def button(label: str, action_id: str, value: str, style: str | None = None) -> Block:
@@ -35,3 +40,34 @@ def interrupted(text: str, retry_id: str) -> list[Block]:
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {"type": "actions", "elements": [button("Retry", RETRY, retry_id)]},
     ]
+
+
+def feedback(answer: str) -> Block:
+    """Thumbs up and down under a finished answer; each value names the vote and the answer."""
+    return {
+        "type": "context_actions",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK,
+                "positive_button": _vote_button("👍", f"up:{answer}", "This answer helped"),
+                "negative_button": _vote_button("👎", f"down:{answer}", "This answer did not help"),
+            }
+        ],
+    }
+
+
+def parse_feedback(value: str) -> tuple[str, str] | None:
+    """``(vote, answer)`` from a feedback button's value, or None for anything made up."""
+    vote, _, answer = value.partition(":")
+    if vote not in _VOTES or not answer or len(answer) > _ANSWER_CHARS or not answer.isalnum():
+        return None
+    return vote, answer
+
+
+def _vote_button(emoji: str, value: str, label: str) -> Block:
+    return {
+        "text": {"type": "plain_text", "text": emoji},
+        "value": value,
+        "accessibility_label": label,
+    }

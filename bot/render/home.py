@@ -1,7 +1,9 @@
 """The App Home tab: what waits for the person looking, and how the latest runs ended.
 
 ``RunService.overview`` decides what belongs in each list; this module only lays it out
-and publishes it (``views.publish``, which replaces the whole tab each time).
+and publishes it (``views.publish``, which replaces the whole tab each time). Approvers of
+any runbook (the people who may see runs beyond their own) also see the last 7 days'
+feedback on answers; ``home_publisher`` decides when a tab is drawn.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.feedback import Tally
 from bot.runs import Overview, RunRecord, RunState
 from bot.slack.blocks import Block, context
 from bot.slack.calls import slack_errors
@@ -36,18 +39,21 @@ _STATE_ICONS = {
 }
 
 
-def view(overview: Overview) -> dict[str, Any]:
+def view(overview: Overview, tally: Tally | None = None) -> dict[str, Any]:
+    """The tab; ``tally`` (the last 7 days' feedback on answers) only for those who may see it."""
     blocks: list[Block] = [_header("Ops copilot")]
     blocks += _section("Waiting for your approval", overview.to_decide, _pending_line)
     blocks += _section("Your requests waiting for approval", overview.asked, _pending_line)
     blocks += _section("Latest runs", overview.latest, _outcome_line)
+    if tally is not None:
+        blocks += _feedback(tally)
     blocks.append(context(f"Updated {when(time.time())}"))
     return {"type": "home", "blocks": blocks}
 
 
-async def publish(client: AsyncWebClient, user: str, overview: Overview) -> None:
+async def publish(client: AsyncWebClient, user: str, shown: dict[str, Any]) -> None:
     async with slack_errors("views.publish"):
-        await client.views_publish(user_id=user, view=view(overview))
+        await client.views_publish(user_id=user, view=shown)
 
 
 def _header(text: str) -> Block:
@@ -60,6 +66,11 @@ def _section(title: str, records: list[RunRecord], line: Callable[[RunRecord], s
     if len(records) > SHOWN:
         lines.append(f"…and {len(records) - SHOWN} more")
     text = f"*{title}*\n" + "\n".join(lines)
+    return [{"type": "divider"}, {"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+def _feedback(tally: Tally) -> list[Block]:
+    text = f"*Feedback on answers, last 7 days*\n:+1: {tally.up}   :-1: {tally.down}"
     return [{"type": "divider"}, {"type": "section", "text": {"type": "mrkdwn", "text": text}}]
 
 

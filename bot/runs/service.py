@@ -275,6 +275,12 @@ class RunService:
             latest=latest[:LATEST],
         )
 
+    async def approves_any(self, user: str) -> bool:
+        """Is ``user`` an approver of any runbook (by id or user group)? They see how the
+        bot is doing in App Home, e.g. its answers' feedback."""
+        listed = {a for name in self.catalog.runbooks for a in self.catalog.approvers_for(name)}
+        return await self._approvers.includes(user, sorted(listed))
+
     async def _visible_to(self, user: str, records: list[RunRecord]) -> list[RunRecord]:
         """Only runs asked in channels ``user`` can read: a run and its parameters are as
         private as the channel they were asked in."""

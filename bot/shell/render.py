@@ -65,6 +65,8 @@ def _block_lines(block: Json) -> list[str]:
         return [_buttons_line(block.get("elements") or [])]
     if kind == "divider":
         return ["―" * 20]
+    if kind == "context_actions":
+        return []  # an answer's feedback buttons: nothing to click in a console
     return [f"[{kind} block]"]
 
 

@@ -39,6 +39,7 @@ TIERS: dict[str, Rate] = {
     "chat.postMessage": Rate(54, 3),  # per channel
     "assistant.threads.setSuggestedPrompts": Rate(90, 6),  # Tier 4
     "conversations.replies": Rate(45, 3),  # Tier 3
+    "views.publish": Rate(90, 6),  # Tier 4
 }
 PER_CHANNEL = {"chat.postMessage"}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -65,6 +66,8 @@ class Replier:
     start_wait: float = 1.0
     # A mid-answer update that would wait longer than this is skipped; its text goes next time.
     update_wait: float = 0.25
+    # Feedback buttons for a finished answer, given its id (``bot.render.buttons.feedback``).
+    feedback: Callable[[str], blocks.Block] | None = None
 
     async def pace(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
         return await self.budget.take(method, scope, max_wait)
@@ -106,12 +109,16 @@ class ThreadReply:
         self._pending += text
         await self._flush(wait=False)
 
-    async def finish(self, footer: str | None = None) -> None:
-        """Send what is left; ``footer`` goes in a context block under the last message."""
+    async def finish(self, footer: str | None = None, answer: str | None = None) -> None:
+        """Send what is left; ``footer`` goes in a context block under the last message, and
+        so do feedback buttons naming ``answer`` when it is given."""
         if not self.text:
             self.text = self._pending = EMPTY_ANSWER
         await self._flush(wait=True)
-        await self._close_message(footer)
+        extra = [blocks.context(footer)] if footer else []
+        if answer and self._r.feedback is not None:
+            extra.append(self._r.feedback(answer))
+        await self._close_message(extra)
 
     async def fail(self, notice: str) -> None:
         """End the answer with a plain notice, keeping whatever was already written."""
@@ -179,10 +186,10 @@ class ThreadReply:
             await self._open_with(text)
         return True
 
-    async def _close_message(self, footer: str | None = None) -> None:
+    async def _close_message(self, extra: list[blocks.Block] | None = None) -> None:
         if self._ts is None:
             return
-        extra = [blocks.context(footer)] if footer else None
+        extra = extra or None
         if self._native:
             await self._r.pace("chat.stopStream")
             try:

@@ -229,3 +229,20 @@ def told_queue_full(thread: str) -> str:
 def greeted(user: str, day: str) -> str:
     """Present from the Messages-tab greeting until the end of that (UTC) day."""
     return f"{PREFIX}greeted:{day}:{user}"
+
+
+# Feedback on answers: the latest vote of each person on each answer (a change of mind
+# replaces it), and per-day counts for App Home's last 7 days. Both outlive that window by a
+# day, so a vote changed on day 7 still finds the count it was added to.
+FEEDBACK_TTL = 8 * 24 * 3600
+FEEDBACK_DAYS = 7
+
+
+def feedback_vote(answer: str, user: str) -> str:
+    """``"<up|down>|<count key it was added to>"``: so a changed vote leaves that count."""
+    return f"{PREFIX}feedback:vote:{answer}:{user}"
+
+
+def feedback_count(day: str, vote: str) -> str:
+    """Votes ``vote`` (up/down) given on UTC ``day`` (YYYYMMDD) and still standing."""
+    return f"{PREFIX}feedback:count:{day}:{vote}"

@@ -127,6 +127,30 @@ def check_blocks(blocks: list[Json]) -> None:
             raise SlackError("invalid_blocks", errors=[f"block {index} has no type"])
         if block["type"] == "section" and len(_section_text(block)) > MAX_SECTION:
             raise SlackError("invalid_blocks", errors=[f"section {index} over {MAX_SECTION}"])
+        if block["type"] == "context_actions":
+            _check_context_actions(block, index)
+
+
+def _check_context_actions(block: Json, index: int) -> None:
+    """Slack's rules for ``context_actions``: 1-5 elements; feedback buttons each need a
+    plain_text text and a value (2,000 chars), accessibility labels up to 75 chars."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+        raise SlackError("invalid_blocks", errors=[f"context_actions {index} needs 1-5 elements"])
+    for element in elements:
+        if element.get("type") != "feedback_buttons":
+            continue
+        for side in ("positive_button", "negative_button"):
+            button = element.get(side) or {}
+            text = button.get("text") or {}
+            valid = (
+                text.get("type") == "plain_text"
+                and 0 < len(str(text.get("text", ""))) <= 75
+                and 0 < len(str(button.get("value", ""))) <= 2000
+                and len(str(button.get("accessibility_label", ""))) <= 75
+            )
+            if not valid:
+                raise SlackError("invalid_blocks", errors=[f"feedback_buttons {side} is invalid"])
 
 
 def stream_pieces(markdown_text: Any, chunks: Any) -> tuple[list[str], list[Json]]:
