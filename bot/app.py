@@ -22,10 +22,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import Access
 from bot.ask import Answerer, AskSettings, ThreadScheduler
+from bot.ask.stops import StopSignals
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
-from bot.handlers import home, messages, outsiders, runs
+from bot.handlers import home, messages, outsiders, runs, sessions
 from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
@@ -42,11 +43,13 @@ from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
 from bot.slack.events import Identity
 from bot.slack.reply import Replier
+from bot.slack.sessions import Sessions
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
 from bot.state.limits import LimitStore
 from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
+from bot.state.sessions import SessionStore
 from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
 from bot.state.work_queue import WorkQueue
@@ -194,9 +197,13 @@ async def build_runtime(
         team=identity.team_id,
         allow_external=catalog.policy.allow_external_users,
     )
+    session_store = SessionStore(client)
+    agent_sessions = Sessions(slack, budget, session_store)
+    stops = StopSignals(session_store)
     run_service = _runs(
-        settings, catalog, requests, slack, client, http, work, budget, tasks, access
-    )
+        settings, catalog, requests, slack, client, http, work, budget, tasks, access,
+        agent_sessions,
+    )  # fmt: skip
     replier = Replier(slack, budget, stream_max_age=settings.copilot_stream_max_age)
     answerer = Answerer(
         store,
@@ -211,6 +218,8 @@ async def build_runtime(
         _ask_settings(settings),
         Copilot(catalog, run_service.propose),
         access,
+        agent_sessions,
+        stops,
     )
     scheduler = ThreadScheduler(
         store,
@@ -227,6 +236,7 @@ async def build_runtime(
     messages.register(bolt, scheduler, intake, inflight)
     runs.register(bolt, run_service, inflight)
     home.register(bolt, run_service, inflight)
+    sessions.register(bolt, stops, run_service, inflight, identity.team_id)
     runtime = Runtime(
         settings=settings,
         identity=identity,
@@ -265,6 +275,7 @@ def _runs(
     budget: SlackBudget,
     tasks: Background,
     access: Access,
+    agent_sessions: Sessions,
 ) -> RunService:
     board = CardWriter(slack)
     executor = Executor(
@@ -280,6 +291,7 @@ def _runs(
         board=board,
         work=work,
         budget=budget,
+        sessions=agent_sessions,
     )
     return RunService(
         catalog=catalog,

@@ -37,6 +37,7 @@ TIERS: dict[str, Rate] = {
     "chat.appendStream": Rate(90, 6),
     "chat.update": Rate(45, 5),
     "chat.postMessage": Rate(54, 3),  # per channel
+    "agents.sessions.setStatus": Rate(45, 3),  # Tier 3
 }
 PER_CHANNEL = {"chat.postMessage"}
 

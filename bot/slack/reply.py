@@ -85,6 +85,10 @@ class ThreadReply:
         self._sent = ""
         self._pending = ""
         self.text = ""
+        # An agent session status to set with the last chat.stopStream (saves a call);
+        # ``session_sent`` says whether it went.
+        self.session_status: str | None = None
+        self.session_sent = False
 
     async def begin(self) -> None:
         """Show that the bot is working before the first token arrives."""
@@ -111,7 +115,7 @@ class ThreadReply:
         if not self.text:
             self.text = self._pending = EMPTY_ANSWER
         await self._flush(wait=True)
-        await self._close_message(footer)
+        await self._close_message(footer, last=True)
 
     async def fail(self, notice: str) -> None:
         """End the answer with a plain notice, keeping whatever was already written."""
@@ -179,17 +183,20 @@ class ThreadReply:
             await self._open_with(text)
         return True
 
-    async def _close_message(self, footer: str | None = None) -> None:
+    async def _close_message(self, footer: str | None = None, *, last: bool = False) -> None:
         if self._ts is None:
             return
         extra = [blocks.context(footer)] if footer else None
         if self._native:
+            status = self.session_status if last else None
             await self._r.pace("chat.stopStream")
             try:
                 async with slack_errors("chat.stopStream"):
                     await self._client.chat_stopStream(
-                        channel=self._place.channel, ts=self._ts, blocks=extra
-                    )
+                        channel=self._place.channel, ts=self._ts, blocks=extra,
+                        session_status=status,
+                    )  # fmt: skip
+                self.session_sent = status is not None
             except SlackError as exc:
                 log.warning("could not stop the stream (%s); freezing it instead", exc.code)
                 await self._freeze()

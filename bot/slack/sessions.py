@@ -1,0 +1,109 @@
+"""Slack's agent sessions: the status of each thread the bot works in.
+
+A session is ``processing`` while the bot answers or runs something in its thread (Slack
+shows the stop button then), ``suspended`` while a request there waits for approval, and
+``active`` when it is idle. Every call is best effort and budgeted like any other: a
+session that cannot be set never fails an answer. A workspace whose app is not an agent
+refuses the calls; that is remembered in Redis for an hour (``SessionStore.refuse``), logged
+once, and no session call is made meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import SlackError, StateError
+from bot.slack.budget import SlackBudget
+from bot.slack.calls import slack_errors
+from bot.state.sessions import SessionStore
+from bot.text import clip
+
+log = logging.getLogger(__name__)
+
+SET_STATUS = "agents.sessions.setStatus"
+# Answers that will not change until someone fixes the app in its settings.
+REFUSALS = frozenset({"not_authorized", "unknown_method", "method_deprecated", "missing_scope"})
+TITLE_CHARS = 60
+
+
+class Status(StrEnum):
+    PROCESSING = "processing"
+    SUSPENDED = "suspended"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class Thread:
+    """The thread a session belongs to."""
+
+    team: str
+    channel: str
+    thread_ts: str
+
+
+def title(text: str) -> str:
+    """A session title from a question or a runbook line: one short line."""
+    return clip(text, TITLE_CHARS)
+
+
+class Sessions:
+    def __init__(self, client: AsyncWebClient, budget: SlackBudget, store: SessionStore) -> None:
+        self._client = client
+        self._budget = budget
+        self._store = store
+
+    async def enabled(self, team: str) -> bool:
+        """False while the workspace refuses sessions (or Redis cannot tell): no calls."""
+        try:
+            return not await self._store.refused(team)
+        except StateError:
+            return False
+
+    async def set(
+        self,
+        thread: Thread,
+        status: Status,
+        *,
+        title: str | None = None,
+        max_wait: float | None = None,
+    ) -> bool:
+        """Set the session's status; True when Slack took it. Waits for a slot of the
+        budget at most ``max_wait`` seconds (None: as long as it takes)."""
+        if not await self.enabled(thread.team):
+            return False
+        if not await self._budget.take(SET_STATUS, max_wait=max_wait):
+            log.debug("no %s slot soon; session left as it was", SET_STATUS)
+            return False
+        try:
+            async with slack_errors(SET_STATUS):
+                await self._client.agents_sessions_setStatus(
+                    channel_id=thread.channel,
+                    thread_ts=thread.thread_ts,
+                    status=status.value,
+                    title=title,
+                )
+        except SlackError as exc:
+            await self.refused(thread.team, exc.code)
+            return False
+        return True
+
+    async def refused(self, team: str, code: str) -> None:
+        """Slack said no to a session call: remember a lasting refusal, once for all."""
+        if code not in REFUSALS:
+            log.info("session status not set (%s)", code)
+            return
+        try:
+            first = await self._store.refuse(team, code)
+        except StateError:
+            return
+        if first:
+            log.warning(
+                "Slack refuses agent sessions (%s): answers go on without a session status or "
+                "stop button. Declare the app an agent (agent_view, assistant:write) and "
+                "reinstall it; the bot tries again within the hour.",
+                code,
+            )
