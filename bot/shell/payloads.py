@@ -41,6 +41,26 @@ def direct_message(user: str, channel: str, text: str, ts: str, thread_ts: str |
     }
 
 
+def session_stopped(user: str, channel: str, thread_ts: str) -> Json:
+    """The stop button of the session in ``thread_ts`` pressed by ``user``."""
+    event: Json = {
+        "type": "agent_session_stopped",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "streaming_message_ts": [],
+        "user": user,
+        "event_ts": f"{time.time():.6f}",
+    }
+    return {
+        "type": "event_callback",
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "event_id": f"EvSHELL{next(_ids):06d}",
+        "event_time": int(time.time()),
+        "event": event,
+    }
+
+
 def slash_command(user: str, channel: str, text: str, response_url: str) -> Json:
     return {
         "command": "/run",
