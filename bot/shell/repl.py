@@ -111,9 +111,10 @@ class Shell:
         """Wait until the bot is quiet, acting on any ``/stop`` read meanwhile; returns the
         read of the next other line, which waits its turn."""
         upcoming: asyncio.Future[str | None] = asyncio.ensure_future(lines.next(""))
-        settling = asyncio.ensure_future(self.settle())
+        settling: asyncio.Future[object] = asyncio.ensure_future(self.settle())
         while not settling.done():
-            await asyncio.wait({settling, upcoming}, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[object]] = {settling, upcoming}  # type: ignore[arg-type]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not upcoming.done() or settling.done():
                 continue
             line = upcoming.result()
