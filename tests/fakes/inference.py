@@ -71,6 +71,8 @@ class FakeInference(LoopbackFake):
     def __init__(self, key: str = "inf-test") -> None:
         self.key = key
         self.requests: list[InferenceRequest] = []
+        # Streams the client closed before the reply was over (e.g. a stop button).
+        self.closed_early: list[InferenceRequest] = []
         self._scripts: dict[str, deque[_Reply]] = {CHAT: deque(), AGENTS: deque()}
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(CHAT, self._handle)
@@ -205,7 +207,9 @@ class FakeInference(LoopbackFake):
             body = json.loads(await request.text())
         except ValueError:
             body = None
-        self.requests.append(InferenceRequest(request.path, headers, body or {}, time.monotonic()))
+        seen = InferenceRequest(request.path, headers, body or {}, time.monotonic())
+        self.requests.append(seen)
+        request["seen"] = seen
         if headers.get("authorization") != f"Bearer {self.key}":
             return _error(401, "Invalid API key", "authentication_error")
         if not isinstance(body, dict):
@@ -238,7 +242,14 @@ class FakeInference(LoopbackFake):
         for index, part in enumerate(reply.parts(body)):
             if index and await self._server.pause(reply.delay):
                 return response
-            await response.write(part)
+            if request.transport is None or request.transport.is_closing():
+                self.closed_early.append(request["seen"])
+                return response
+            try:
+                await response.write(part)
+            except ConnectionError:
+                self.closed_early.append(request["seen"])
+                return response
         return await self._finish(request, response, reply)
 
     async def _finish(
