@@ -93,7 +93,7 @@ async def test_the_stop_button_stops_an_answer_streaming_in_a_worker(
     slack: FakeSlack, inference: FakeInference, redis_url: str
 ) -> None:
     inference.reply_text("word " * 200, pieces=200, delay=0.05)  # ten seconds of answer
-    inference.reply_text("The next answer.")
+    inference.reply_text("The next answer.", pieces=5, delay=0.2)  # outlasts a stop poll
     settings = settings_for(slack, inference, redis_url)
     async with serve(settings, announce=True) as web, working(settings):
         await web.event(mention("tell me everything", "310.1"))
