@@ -194,15 +194,19 @@ async def test_an_idle_thread_has_nothing_to_stop(
     await bot.event(mention("quick one", "320.1"))
     await wait_answer(slack, CHANNEL, "320.1", "Done.")
     await slack.wait_for(lambda s: s.session_statuses(CHANNEL, "320.1")[-1:] == ["active"])
-    calls = len(slack.calls)
-
-    response = await bot.event(stopped(CHANNEL, "320.1"))
-    assert response.status_code == 200
-    await _wait_logged(caplog, "nothing to stop")
-    assert len(slack.calls) == calls
+    thread = keys.thread_id("T0TEAM", CHANNEL, "320.1")
     client = aioredis.Redis.from_url(redis_url)
     try:
-        assert not await client.exists(keys.stop(keys.thread_id("T0TEAM", CHANNEL, "320.1")))
+        deadline = time.monotonic() + 5
+        while await client.exists(keys.lock(thread)):  # the answerer lets go of the thread
+            assert time.monotonic() < deadline, "the thread stayed locked"
+            await asyncio.sleep(0.02)
+        calls = len(slack.calls)
+        response = await bot.event(stopped(CHANNEL, "320.1"))
+        assert response.status_code == 200
+        await _wait_logged(caplog, "nothing to stop")
+        assert len(slack.calls) == calls
+        assert not await client.exists(keys.stop(thread))
     finally:
         await client.aclose()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -91,14 +92,14 @@ class Answerer:
                 session, Status.PROCESSING, title=title(question.text), max_wait=PROCESSING_WAIT
             )
         )
+        processing.add_done_callback(functools.partial(_session_started, reply))
+        reply.session_status = Status.ACTIVE.value  # with the answer's last call, if it can
         try:
             await reply.begin()
-            if await processing:
-                reply.session_status = Status.ACTIVE.value  # with the answer's last call
             await self._answer_safely(reply, thread, question)
         finally:
             if await processing and not reply.session_sent:
-                await self._sessions.set(session, Status(reply.session_status or "active"))
+                await self._sessions.set(session, Status(reply.session_status))
 
     async def _answer_safely(self, reply: ThreadReply, thread: str, question: Question) -> None:
         try:
@@ -175,7 +176,7 @@ class Answerer:
                 question.user, question.team, question.channel, question.thread_ts, question.ts
             )
             notes = await self._copilot.act_on(outcome.tool_calls, asker)
-            if waits_for_click(notes) and reply.session_status is not None:
+            if waits_for_click(notes):
                 reply.session_status = Status.SUSPENDED.value
             # The notes quote the runbook names and values the model chose.
             await reply.write(("\n\n" if reply.text else "") + shown("\n".join(notes)))
@@ -223,6 +224,12 @@ def _log_answered(outcome: Outcome, model: str, seconds: float) -> None:
             logs.SLACK_429: logs.totals().get(logs.SLACK_429, 0),
         },
     )
+
+
+def _session_started(reply: ThreadReply, processing: asyncio.Future[bool]) -> None:
+    """Once Slack took "processing", the answer's end may carry the next status."""
+    if not processing.cancelled() and processing.exception() is None and processing.result():
+        reply.session_live = True
 
 
 def _session_of(question: Question) -> Thread:

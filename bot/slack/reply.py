@@ -85,9 +85,10 @@ class ThreadReply:
         self._sent = ""
         self._pending = ""
         self.text = ""
-        # An agent session status to set with the last chat.stopStream (saves a call);
-        # ``session_sent`` says whether it went.
+        # The agent session status to set with the last chat.stopStream (saves a call),
+        # once ``session_live`` says the session exists; ``session_sent`` says it went.
         self.session_status: str | None = None
+        self.session_live = False
         self.session_sent = False
 
     async def begin(self) -> None:
@@ -188,7 +189,7 @@ class ThreadReply:
             return
         extra = [blocks.context(footer)] if footer else None
         if self._native:
-            status = self.session_status if last else None
+            status = self.session_status if last and self.session_live else None
             await self._r.pace("chat.stopStream")
             try:
                 async with slack_errors("chat.stopStream"):
