@@ -249,7 +249,7 @@ async def build_runtime(
         runs=run_service,
         inflight=inflight,
         work=work,
-        recovery=Recovery(work, slack, scheduler, run_service, tasks),
+        recovery=Recovery(work, slack, scheduler, run_service, tasks, agent_sessions),
         session=session,
         intake=intake,
         queue=WorkQueue(client, consumer=work.process),

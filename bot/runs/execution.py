@@ -149,6 +149,7 @@ class Executor:
         # The card first: if the run's own process was alive after all and settles it, its
         # later update is the one that stays.
         await self._board.update(record)
+        await self.set_session(record, Status.ACTIVE)
         progress = RunProgress(self._slack, record.channel, record.run_thread)
         await progress.note(
             ":warning: The bot restarted while watching this run, so its outcome is unknown. "
