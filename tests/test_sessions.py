@@ -242,3 +242,20 @@ async def _wait_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
     while not logged(caplog, text):
         assert time.monotonic() < deadline, f"no log line {text!r}"
         await asyncio.sleep(0.02)
+
+
+async def test_a_stop_button_nobody_hears_is_logged_once(
+    bot: BotUnderTest,
+    slack: FakeSlack,
+    inference: FakeInference,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    slack.session_stopped_subscribed = False
+    for n in range(3):
+        inference.reply_text(f"answer {n}")
+        await bot.event(mention(f"question {n}", f"34{n}.1"))
+        await wait_answer(slack, CHANNEL, f"34{n}.1", f"answer {n}")
+    await slack.wait_for(lambda s: s.count("agents.sessions.setStatus") == 3)
+    [line] = logged(caplog, "agent_session_stopped bot event")
+    assert "missing_agent_session_stopped_event_subscription" in line.getMessage()

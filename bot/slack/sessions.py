@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 SET_STATUS = "agents.sessions.setStatus"
 # Answers that will not change until someone fixes the app in its settings.
 REFUSALS = frozenset({"not_authorized", "unknown_method", "method_deprecated", "missing_scope"})
+# Slack's warning that the stop button is shown but its clicks reach no one.
+UNSUBSCRIBED = "missing_agent_session_stopped_event_subscription"
 TITLE_CHARS = 60
 
 
@@ -55,6 +57,7 @@ class Sessions:
         self._client = client
         self._budget = budget
         self._store = store
+        self._told_unsubscribed = False
 
     async def enabled(self, team: str) -> bool:
         """False while the workspace refuses sessions (or Redis cannot tell): no calls."""
@@ -80,7 +83,7 @@ class Sessions:
             return False
         try:
             async with slack_errors(SET_STATUS):
-                await self._client.agents_sessions_setStatus(
+                response = await self._client.agents_sessions_setStatus(
                     channel_id=thread.channel,
                     thread_ts=thread.thread_ts,
                     status=status.value,
@@ -89,7 +92,23 @@ class Sessions:
         except SlackError as exc:
             await self.refused(thread.team, exc.code)
             return False
+        self._check_warnings(response.get("response_metadata") or {})
         return True
+
+    def _check_warnings(self, metadata: dict[str, object]) -> None:
+        warnings = metadata.get("warnings")
+        if (
+            self._told_unsubscribed
+            or not isinstance(warnings, list)
+            or UNSUBSCRIBED not in warnings
+        ):
+            return
+        self._told_unsubscribed = True  # once per process: it changes only with the app
+        log.warning(
+            "Slack shows a stop button that reaches no one (%s): subscribe the app to the "
+            "agent_session_stopped bot event and reinstall it.",
+            UNSUBSCRIBED,
+        )
 
     async def refused(self, team: str, code: str) -> None:
         """Slack said no to a session call: remember a lasting refusal, once for all."""
