@@ -198,7 +198,7 @@ async def build_runtime(
         allow_external=catalog.policy.allow_external_users,
     )
     session_store = SessionStore(client)
-    agent_sessions = Sessions(slack, budget, session_store)
+    agent_sessions = Sessions(slack, budget, session_store, tasks)
     stops = StopSignals(session_store)
     run_service = _runs(
         settings, catalog, requests, slack, client, http, work, budget, tasks, access,

@@ -91,4 +91,4 @@ class Recovery:
         log.warning("answer interrupted by a restart", extra={"channel": question.channel})
         # No one is answering any more: no stop button for nothing.
         thread = Thread(question.team, question.channel, question.thread_ts)
-        await self._sessions.set(thread, Status.ACTIVE)
+        self._sessions.later(thread, Status.ACTIVE)

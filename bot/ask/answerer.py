@@ -87,10 +87,8 @@ class Answerer:
         reply = self._replier.open(_place_of(question))
         session = _session_of(question)
         # The session's status and the reply's placeholder go to Slack side by side.
-        processing = asyncio.ensure_future(
-            self._sessions.set(
-                session, Status.PROCESSING, title=title(question.text), max_wait=PROCESSING_WAIT
-            )
+        processing = self._sessions.later(
+            session, Status.PROCESSING, title=title(question.text), max_wait=PROCESSING_WAIT
         )
         processing.add_done_callback(functools.partial(_session_started, reply))
         reply.session_status = Status.ACTIVE.value  # with the answer's last call, if it can
@@ -99,7 +97,7 @@ class Answerer:
             await self._answer_safely(reply, thread, question)
         finally:
             if await processing and not reply.session_sent:
-                await self._sessions.set(session, Status(reply.session_status))
+                self._sessions.later(session, Status(reply.session_status))
 
     async def _answer_safely(self, reply: ThreadReply, thread: str, question: Question) -> None:
         try:

@@ -72,7 +72,7 @@ class Executor:
         ):
             if not isinstance(await self._requests.move(record.id, RunState.RUNNING, by), Moved):
                 return
-            await self.set_session(record, Status.PROCESSING)
+            self.set_session(record, Status.PROCESSING)
             started = time.monotonic()
             progress = self._progress(record)
             try:
@@ -122,18 +122,18 @@ class Executor:
             await self._requests.audit("run_ended", id=record.id, outcome=outcome.value)
         _log_run(outcome, by, seconds)
         await progress.close()  # the thread is complete before the card says the run ended
-        await self.set_session(record, Status.ACTIVE)
+        self.set_session(record, Status.ACTIVE)
         with contextlib.suppress(BotError):
             final = await self._requests.get(record.id)
             await self._board.update(final or record, note=note)
         with contextlib.suppress(BotError):
             await self._work.finish(f"run:{record.id}")
 
-    async def set_session(self, record: RunRecord, status: Status) -> None:
+    def set_session(self, record: RunRecord, status: Status) -> None:
         """The status of the run's thread as an agent session, titled "migrate · app"."""
         thread = Thread(record.team, record.channel, record.run_thread)
         app = record.values.get("app")
-        await self.sessions.set(
+        self.sessions.later(
             thread, status, title=title(" · ".join(filter(None, [record.runbook, app])))
         )
 
@@ -149,7 +149,7 @@ class Executor:
         # The card first: if the run's own process was alive after all and settles it, its
         # later update is the one that stays.
         await self._board.update(record)
-        await self.set_session(record, Status.ACTIVE)
+        self.set_session(record, Status.ACTIVE)
         progress = RunProgress(self._slack, record.channel, record.run_thread)
         await progress.note(
             ":warning: The bot restarted while watching this run, so its outcome is unknown. "

@@ -94,7 +94,7 @@ class RunService:
         record = replace(record, card_ts=await self._post_card(record))
         await self._requests.set_card(record.id, record.card_ts)
         if record.state.waiting and not record.proposed:  # a proposal's answer says so
-            await self._executor.set_session(record, Status.SUSPENDED)
+            self._executor.set_session(record, Status.SUSPENDED)
         await self._requests.audit(
             "proposed" if record.proposed else "requested",
             id=record.id,
@@ -218,7 +218,7 @@ class RunService:
             await self._execute(record, by=user)  # shows the card as running
         else:
             await self._board.update(record)
-            await self._executor.set_session(record, Status.ACTIVE)
+            self._executor.set_session(record, Status.ACTIVE)
 
     async def _execute(self, record: RunRecord, *, by: str) -> None:
         async with self._limits.running(record):
@@ -232,7 +232,7 @@ class RunService:
         record = await self._requests.get(request_id)
         if record is not None:
             await self._board.update(record)
-            await self._executor.set_session(record, Status.ACTIVE)
+            self._executor.set_session(record, Status.ACTIVE)
 
     async def sweep_expired(self) -> int:
         """Update the cards of requests that expired with nobody clicking."""

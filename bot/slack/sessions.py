@@ -10,12 +10,14 @@ once, and no session call is made meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.background import Background
 from bot.errors import SlackError, StateError
 from bot.slack.budget import SlackBudget
 from bot.slack.calls import slack_errors
@@ -53,11 +55,49 @@ def title(text: str) -> str:
 
 
 class Sessions:
-    def __init__(self, client: AsyncWebClient, budget: SlackBudget, store: SessionStore) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        budget: SlackBudget,
+        store: SessionStore,
+        background: Background,
+    ) -> None:
         self._client = client
         self._budget = budget
         self._store = store
+        self._background = background
         self._told_unsubscribed = False
+        # The latest status change under way per thread: the next one waits for it.
+        self._latest: dict[Thread, asyncio.Future[bool]] = {}
+
+    def later(
+        self,
+        thread: Thread,
+        status: Status,
+        *,
+        title: str | None = None,
+        max_wait: float | None = None,
+    ) -> asyncio.Future[bool]:
+        """Set the status in the background, after the changes asked before it for the same
+        thread: the work it describes never waits for Slack's budget. The future says
+        whether Slack took it."""
+        previous = self._latest.get(thread)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._latest[thread] = done
+
+        async def in_turn() -> None:
+            took = False
+            try:
+                if previous is not None:
+                    await asyncio.wait({previous})
+                took = await self.set(thread, status, title=title, max_wait=max_wait)
+            finally:
+                done.set_result(took)
+                if self._latest.get(thread) is done:
+                    del self._latest[thread]
+
+        self._background.spawn(in_turn(), "setting a session status")
+        return done
 
     async def enabled(self, team: str) -> bool:
         """False while the workspace refuses sessions (or Redis cannot tell): no calls."""
