@@ -45,6 +45,29 @@ def stopped(channel: str, thread_ts: str, user: str = BOB) -> dict[str, Any]:
     }
 
 
+async def running(
+    act: BotUnderTest, slack: FakeSlack, inference: FakeInference, *, approver: str
+) -> Any:
+    """A migrate run approved by ``approver`` and being watched (its next event is 5 s
+    away); returns its card."""
+    call = {"id": "c1", "type": "function", "function": {"name": "dyno_run_command"}}
+    inference.agent_events(
+        [
+            (
+                "message",
+                agent_completion("Working.", tool_calls=[call], finish_reason="tool_calls"),
+            ),
+            ("message", agent_completion("never shown")),
+            ("done", "[DONE]"),
+        ],
+        delay=5,
+    )
+    rid = await pending_card(act, slack)
+    await click(act, slack, "copilot_approve", rid, approver)
+    await slack.wait_for(lambda s: "copilot_cancel" in card_text(s))
+    return card_of(slack)
+
+
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if text in r.getMessage()]
 
@@ -123,21 +146,7 @@ async def test_the_stop_button_stops_an_answer_streaming_in_a_worker(
 async def test_the_stop_button_stops_watching_a_run(
     act: BotUnderTest, slack: FakeSlack, inference: FakeInference, redis_url: str
 ) -> None:
-    call = {"id": "c1", "type": "function", "function": {"name": "dyno_run_command"}}
-    inference.agent_events(
-        [
-            (
-                "message",
-                agent_completion("Migrating…", tool_calls=[call], finish_reason="tool_calls"),
-            ),
-            ("message", agent_completion("never shown")),
-        ],
-        delay=5,
-    )
-    rid = await pending_card(act, slack)
-    await click(act, slack, "copilot_approve", rid, BOB)
-    await slack.wait_for(lambda s: "copilot_cancel" in card_text(s))
-    card = card_of(slack)
+    card = await running(act, slack, inference, approver=BOB)
     await act.event(stopped(CHANNEL, card.ts, user=ALICE))
     said = "Stopped watching; Heroku may still finish the run."
     await slack.wait_for(lambda s: said in card_text(s), timeout=10)
@@ -162,22 +171,8 @@ async def test_the_stop_button_of_a_run_obeys_who_may_cancel(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    call = {"id": "c1", "type": "function", "function": {"name": "dyno_run_command"}}
-    inference.agent_events(
-        [
-            (
-                "message",
-                agent_completion("Migrating…", tool_calls=[call], finish_reason="tool_calls"),
-            ),
-            ("message", agent_completion("Migrated.")),
-            ("done", "[DONE]"),
-        ],
-        delay=3,
-    )
-    rid = await pending_card(act, slack)
-    await click(act, slack, "copilot_approve", rid, CAROL)
-    await slack.wait_for(lambda s: "copilot_cancel" in card_text(s))
-    await act.event(stopped(CHANNEL, card_of(slack).ts, user="U0MALLORY"))
+    card = await running(act, slack, inference, approver=CAROL)
+    await act.event(stopped(CHANNEL, card.ts, user="U0MALLORY"))
     await _wait_logged(caplog, "stop button refused")
     assert "Stopped watching" not in card_text(slack)
 

@@ -31,14 +31,7 @@ def direct_message(user: str, channel: str, text: str, ts: str, thread_ts: str |
     }
     if thread_ts:
         event["thread_ts"] = thread_ts
-    return {
-        "type": "event_callback",
-        "team_id": TEAM_ID,
-        "api_app_id": APP_ID,
-        "event_id": f"EvSHELL{next(_ids):06d}",
-        "event_time": int(time.time()),
-        "event": event,
-    }
+    return _delivered(event)
 
 
 def session_stopped(user: str, channel: str, thread_ts: str) -> Json:
@@ -51,6 +44,11 @@ def session_stopped(user: str, channel: str, thread_ts: str) -> Json:
         "user": user,
         "event_ts": f"{time.time():.6f}",
     }
+    return _delivered(event)
+
+
+def _delivered(event: Json) -> Json:
+    """An event as the Events API wraps it."""
     return {
         "type": "event_callback",
         "team_id": TEAM_ID,
