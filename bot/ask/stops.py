@@ -86,19 +86,23 @@ async def until_stopped(source: AsyncGenerator[str, None], stop: Stop) -> AsyncI
     """``source`` until it ends or ``stop`` is pressed; then it is closed at once (for a
     model stream: its HTTP response), even while it waits for its next piece."""
     pressed = asyncio.ensure_future(stop.pressed.wait())
+    upcoming: asyncio.Future[str] | None = None
     try:
         async with contextlib.aclosing(source):
-            while not stop.pressed.is_set():
-                upcoming = asyncio.ensure_future(anext(source))
-                await asyncio.wait({upcoming, pressed}, return_when=asyncio.FIRST_COMPLETED)
-                if not upcoming.done():
+            try:
+                while not stop.pressed.is_set():
+                    upcoming = asyncio.ensure_future(anext(source))
+                    await asyncio.wait({upcoming, pressed}, return_when=asyncio.FIRST_COMPLETED)
+                    if not upcoming.done():
+                        return  # pressed while the source waits: cancelled below
+                    try:
+                        piece = upcoming.result()
+                    except StopAsyncIteration:
+                        return
+                    yield piece
+            finally:
+                if upcoming is not None and not upcoming.done():
                     upcoming.cancel()  # the generator closes its stream as it unwinds
                     await asyncio.wait({upcoming})
-                    return
-                try:
-                    piece = upcoming.result()
-                except StopAsyncIteration:
-                    return
-                yield piece
     finally:
         pressed.cancel()

@@ -3,7 +3,9 @@
 A session is ``processing`` while the bot answers or runs something in its thread (Slack
 shows the stop button then), ``suspended`` while a request there waits for approval, and
 ``active`` when it is idle. Every call is best effort and budgeted like any other: a
-session that cannot be set never fails an answer. A workspace whose app is not an agent
+session that cannot be set never fails an answer, and ``later`` makes the change in the
+background, after the earlier ones for the same thread, so no answer or run waits for a
+slot of the budget. A workspace whose app is not an agent
 refuses the calls; that is remembered in Redis for an hour (``SessionStore.refuse``), logged
 once, and no session call is made meanwhile.
 """
