@@ -23,12 +23,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import Access
 from bot.ask import Answerer, AskSettings, ThreadScheduler
 from bot.ask.context import ThreadReader
+from bot.ask.stops import StopSignals
 from bot.background import Background, stop_requested
 from bot.config import Settings
 from bot.errors import BotError, ConfigError, SlackError, StateError
 from bot.feedback import Feedback
 from bot.greeting import Greeter
-from bot.handlers import feedback, home, messages, outsiders, runs
+from bot.handlers import feedback, home, messages, outsiders, runs, sessions
 from bot.handlers.intake import Intake
 from bot.inference import AgentsClient, InferenceClient
 from bot.inflight import InFlight
@@ -47,6 +48,7 @@ from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
 from bot.slack.events import Identity
 from bot.slack.reply import Replier
+from bot.slack.sessions import Sessions
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
 from bot.state.feedback import FeedbackStore
@@ -54,6 +56,7 @@ from bot.state.greetings import Greetings
 from bot.state.limits import LimitStore
 from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
+from bot.state.sessions import SessionStore
 from bot.state.thread_reads import ThreadReads
 from bot.state.usergroups import UserGroupCache
 from bot.state.work import WorkRegistry
@@ -204,9 +207,13 @@ async def build_runtime(
         allow_external=catalog.policy.allow_external_users,
     )
     homes = HomePublisher(slack, budget, tasks)
+    session_store = SessionStore(client)
+    agent_sessions = Sessions(slack, budget, session_store, tasks)
+    stops = StopSignals(session_store)
     run_service = _runs(
-        settings, catalog, requests, slack, client, http, work, budget, tasks, access, homes
-    )
+        settings, catalog, requests, slack, client, http, work, budget, tasks, access, homes,
+        agent_sessions,
+    )  # fmt: skip
     votes = Feedback(FeedbackStore(client), settings.inference_model_id)
     homes.attach(run_service, votes)
     replier = Replier(
@@ -229,6 +236,8 @@ async def build_runtime(
         Copilot(catalog, run_service.propose),
         access,
         ThreadReader(slack, budget, ThreadReads(client), access, identity.user_id),
+        agent_sessions,
+        stops,
     )
     scheduler = ThreadScheduler(
         store,
@@ -247,6 +256,7 @@ async def build_runtime(
     greeter = Greeter(slack, budget, Greetings(client), catalog, access)
     home.register(bolt, homes, inflight, greeter)
     feedback.register(bolt, votes, inflight)
+    sessions.register(bolt, stops, run_service, inflight, identity.team_id)
     runtime = Runtime(
         settings=settings,
         identity=identity,
@@ -259,7 +269,7 @@ async def build_runtime(
         runs=run_service,
         inflight=inflight,
         work=work,
-        recovery=Recovery(work, slack, scheduler, run_service, tasks),
+        recovery=Recovery(work, slack, scheduler, run_service, tasks, agent_sessions),
         session=session,
         intake=intake,
         queue=WorkQueue(client, consumer=work.process),
@@ -286,6 +296,7 @@ def _runs(
     tasks: Background,
     access: Access,
     homes: HomePublisher,
+    agent_sessions: Sessions,
 ) -> RunService:
     approvers = Approvers(slack, UserGroupCache(client))
     # Every change a card shows also redraws the App Home of the people it concerns.
@@ -303,6 +314,7 @@ def _runs(
         board=board,
         work=work,
         budget=budget,
+        sessions=agent_sessions,
     )
     return RunService(
         catalog=catalog,

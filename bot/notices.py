@@ -52,6 +52,11 @@ def thread_unread(code: str) -> str:
     )
 
 
+def stopped_by(user: str) -> str:
+    """The last line of an answer someone stopped with the stop button."""
+    return f"_Stopped by <@{user}>._"
+
+
 def too_many_questions(limit: int, wait_seconds: float) -> str:
     """Past ``max_questions_per_user_per_minute``: said once a minute, not per message."""
     seconds = max(1, math.ceil(wait_seconds))

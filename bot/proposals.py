@@ -173,10 +173,19 @@ class Copilot:
             runbook = self.catalog.runbooks[invocation.runbook]
             who = "an approver's" if runbook.approval else "your"
             return (
-                f"_Proposed `{invocation.runbook}` {values}: the card below waits for {who} click._"
+                f"{PROPOSED}`{invocation.runbook}` {values}: the card below waits for {who} click._"
             )
 
         return await calls.propose(self.catalog, propose)
+
+
+# How the note of a card that was posted begins: the thread now waits for a click.
+PROPOSED = "_Proposed "
+
+
+def waits_for_click(notes: list[str]) -> bool:
+    """True when ``act_on``'s notes say a card was posted (a proposal always waits)."""
+    return any(note.startswith(PROPOSED) for note in notes)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from bot.errors import BotError, SlackError
 from bot.render import buttons
 from bot.runs.service import RunService
 from bot.slack.calls import slack_errors
+from bot.slack.sessions import Sessions, Status, Thread
 from bot.state.work import WorkRegistry
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,14 @@ class Recovery:
         scheduler: ThreadScheduler,
         runs: RunService,
         background: Background,
+        sessions: Sessions,
     ) -> None:
         self._work = work
         self._slack = slack
         self._scheduler = scheduler
         self._runs = runs
         self._background = background
+        self._sessions = sessions
 
     async def sweep(self) -> int:
         """Report the work of processes that died without a word."""
@@ -86,3 +89,6 @@ class Recovery:
         except SlackError as exc:
             log.error("could not report an interrupted answer: %s", exc.code)
         log.warning("answer interrupted by a restart", extra={"channel": question.channel})
+        # No one is answering any more: no stop button for nothing.
+        thread = Thread(question.team, question.channel, question.thread_ts)
+        self._sessions.later(thread, Status.ACTIVE)

@@ -91,6 +91,8 @@ async def test_a_crashed_process_is_noticed_by_the_next_one(
         await slack.wait_for(lambda s: "Recovered." in answer_in(s, CHANNEL, "31.1"))
     notices = [m for m in slack.messages(CHANNEL, "31.1") if "interrupted" in m.body]
     assert len(notices) == 1
+    # The session left "processing" when the interruption was reported, before the retry.
+    assert slack.session_statuses(CHANNEL, "31.1")[:2] == ["processing", "active"]
 
 
 async def test_a_run_cut_off_by_a_crash_is_failed_not_retried(
@@ -152,6 +154,10 @@ async def test_a_run_cut_off_by_a_crash_is_failed_not_retried(
     thread = answer_in(slack, CHANNEL, slack.messages(CHANNEL)[0].ts)
     assert "not started again" in thread
     assert len(inference.agent_requests) == 1
+    assert slack.session_statuses(CHANNEL, slack.messages(CHANNEL)[0].ts) == [
+        "processing",
+        "active",
+    ]
 
 
 async def test_unknown_retry_id_is_answered_plainly(

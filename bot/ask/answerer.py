@@ -9,7 +9,9 @@ configured, a footer. When and where a question is answered is ``bot.ask.schedul
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -18,18 +20,24 @@ from dataclasses import dataclass, field
 from bot import logs, notices
 from bot.access import Access
 from bot.ask.context import ThreadReader
+from bot.ask.stops import Stop, StopSignals, until_stopped
 from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
 from bot.pacing import paced
-from bot.proposals import Asker, Copilot, ToolCalls
+from bot.proposals import Asker, Copilot, ToolCalls, waits_for_click
 from bot.slack.reply import Place, Replier, ThreadReply
+from bot.slack.sessions import Sessions, Status, Thread, title
 from bot.state import ThreadStore
 from bot.untrusted import safe_stream, shown
 
 # The whole Ask part logs under one name, as it did as one module: the ``answered`` line is
 # found by it.
 log = logging.getLogger("bot.ask")
+
+# "processing" is only worth showing if it comes at once: under load the answer goes on
+# without it (and then without a stop button) rather than wait for a slot.
+PROCESSING_WAIT = 0.5
 
 
 @dataclass
@@ -61,6 +69,8 @@ class Answerer:
         copilot: Copilot,
         access: Access,
         threads: ThreadReader,
+        sessions: Sessions,
+        stops: StopSignals,
     ) -> None:
         self._store = store
         self._inference = inference
@@ -69,6 +79,8 @@ class Answerer:
         self._copilot = copilot
         self._access = access
         self._threads = threads
+        self._sessions = sessions
+        self._stops = stops
 
     async def answer(self, thread: str, question: Question) -> None:
         """Stream the answer into the question's thread and remember the exchange. A failure
@@ -76,7 +88,21 @@ class Answerer:
         if not await self._access.admits(question):
             return  # a guest or an outsider: told once, and no model call, nothing shown
         reply = self._replier.open(_place_of(question))
-        await reply.begin()
+        session = _session_of(question)
+        # The session's status and the reply's placeholder go to Slack side by side.
+        processing = self._sessions.later(
+            session, Status.PROCESSING, title=title(question.text), max_wait=PROCESSING_WAIT
+        )
+        processing.add_done_callback(functools.partial(_session_started, reply))
+        reply.session_status = Status.ACTIVE.value  # with the answer's last call, if it can
+        try:
+            await reply.begin()
+            await self._answer_safely(reply, thread, question)
+        finally:
+            if await processing and not reply.session_sent:
+                self._sessions.later(session, Status(reply.session_status))
+
+    async def _answer_safely(self, reply: ThreadReply, thread: str, question: Question) -> None:
         try:
             await self._answer_into(reply, thread, question)
         except BotError as exc:
@@ -103,7 +129,8 @@ class Answerer:
         if context.note:
             # First, so that it shows even if the answer is cut off.
             await reply.write(context.note + "\n\n")
-        outcome = await self._stream_answer(reply, messages, question, started)
+        async with self._stops.watch(thread) as stop:
+            outcome = await self._stream_answer(reply, messages, question, started, stop)
         await self._store.remember(
             thread,
             Turn("user", question.text, author=question.user),
@@ -121,11 +148,13 @@ class Answerer:
         messages: list[dict[str, str]],
         question: Question,
         started: float,
+        stop: Stop,
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools()
         # Masked and made inert before pacing, so that no batch, cut or history holds a secret.
-        texts = safe_stream(_texts(self._inference.stream_chat(messages, tools=tools), outcome))
+        model = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
+        texts = until_stopped(safe_stream(model), stop)
         try:
             async with contextlib.aclosing(paced(texts, self._settings.update_interval)) as batches:
                 async for batch in batches:
@@ -137,6 +166,13 @@ class Answerer:
             outcome.error = type(exc).__name__
             await reply.fail(notices.describe(exc))
             return outcome
+        if stop.by is not None:
+            # What was shown stays; a half-made proposal is not acted on.
+            log.info("answer stopped", extra={"stopped_by": stop.by})
+            outcome.finish = "stopped"
+            await reply.write(("\n\n" if reply.text else "") + shown(notices.stopped_by(stop.by)))
+            await reply.finish(footer=self._footer(outcome, started))
+            return outcome
         if outcome.finish == "length":
             await reply.write("\n\n" + notices.LENGTH_LIMIT)
         if was_cut(question):  # the model read the note; the person reads it here
@@ -146,6 +182,8 @@ class Answerer:
                 question.user, question.team, question.channel, question.thread_ts, question.ts
             )
             notes = await self._copilot.act_on(outcome.tool_calls, asker)
+            if waits_for_click(notes):
+                reply.session_status = Status.SUSPENDED.value
             # The notes quote the runbook names and values the model chose.
             await reply.write(("\n\n" if reply.text else "") + shown("\n".join(notes)))
         # The answer's trace id names it on its feedback buttons and in its log lines.
@@ -193,6 +231,16 @@ def _log_answered(outcome: Outcome, model: str, seconds: float) -> None:
             logs.SLACK_429: logs.totals().get(logs.SLACK_429, 0),
         },
     )
+
+
+def _session_started(reply: ThreadReply, processing: asyncio.Future[bool]) -> None:
+    """Once Slack took "processing", the answer's end may carry the next status."""
+    if not processing.cancelled() and processing.exception() is None and processing.result():
+        reply.session_live = True
+
+
+def _session_of(question: Question) -> Thread:
+    return Thread(team=question.team, channel=question.channel, thread_ts=question.thread_ts)
 
 
 def _place_of(question: Question) -> Place:

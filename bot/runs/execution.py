@@ -26,6 +26,7 @@ from bot.runs.requests import Requests
 from bot.runs.states import Moved, RunState
 from bot.slack.budget import SlackBudget
 from bot.slack.progress import RunProgress
+from bot.slack.sessions import Sessions, Status, Thread, title
 from bot.slack.task_stream import Recipient, TaskStream
 from bot.state.work import WorkRegistry
 from bot.text import clip
@@ -48,6 +49,7 @@ class Executor:
         board: Board,
         work: WorkRegistry,
         budget: SlackBudget,
+        sessions: Sessions,
     ) -> None:
         self._requests = requests
         self._agents = agents
@@ -55,6 +57,7 @@ class Executor:
         self._board = board
         self._work = work
         self._budget = budget
+        self.sessions = sessions
 
     async def execute(self, record: RunRecord, *, by: str) -> None:
         # The request id is the trace id: the /run, the click and the run share it.
@@ -69,6 +72,7 @@ class Executor:
         ):
             if not isinstance(await self._requests.move(record.id, RunState.RUNNING, by), Moved):
                 return
+            self.set_session(record, Status.PROCESSING)
             started = time.monotonic()
             progress = self._progress(record)
             try:
@@ -118,11 +122,20 @@ class Executor:
             await self._requests.audit("run_ended", id=record.id, outcome=outcome.value)
         _log_run(outcome, by, seconds)
         await progress.close()  # the thread is complete before the card says the run ended
+        self.set_session(record, Status.ACTIVE)
         with contextlib.suppress(BotError):
             final = await self._requests.get(record.id)
             await self._board.update(final or record, note=note)
         with contextlib.suppress(BotError):
             await self._work.finish(f"run:{record.id}")
+
+    def set_session(self, record: RunRecord, status: Status) -> None:
+        """The status of the run's thread as an agent session, titled "migrate · app"."""
+        thread = Thread(record.team, record.channel, record.run_thread)
+        app = record.values.get("app")
+        self.sessions.later(
+            thread, status, title=title(" · ".join(filter(None, [record.runbook, app])))
+        )
 
     async def interrupted(self, request_id: str) -> None:
         """The process watching this run stopped: say so, and never start it again."""
@@ -136,6 +149,7 @@ class Executor:
         # The card first: if the run's own process was alive after all and settles it, its
         # later update is the one that stays.
         await self._board.update(record)
+        self.set_session(record, Status.ACTIVE)
         progress = RunProgress(self._slack, record.channel, record.run_thread)
         await progress.note(
             ":warning: The bot restarted while watching this run, so its outcome is unknown. "

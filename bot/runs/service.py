@@ -28,6 +28,7 @@ from bot.runs.limits import RunLimits
 from bot.runs.record import Overview, Requester, RunRecord, new_id
 from bot.runs.requests import Requests
 from bot.runs.states import Decision, Expired, Missing, Moved, MoveResult, RunState, WrongState
+from bot.slack.sessions import Status
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class RunService:
         await self._requests.create(record)
         record = replace(record, card_ts=await self._post_card(record))
         await self._requests.set_card(record.id, record.card_ts)
+        if record.state.waiting and not record.proposed:  # a proposal's answer says so
+            self._executor.set_session(record, Status.SUSPENDED)
         await self._requests.audit(
             "proposed" if record.proposed else "requested",
             id=record.id,
@@ -215,6 +218,7 @@ class RunService:
             await self._execute(record, by=user)  # shows the card as running
         else:
             await self._board.update(record)
+            self._executor.set_session(record, Status.ACTIVE)
 
     async def _execute(self, record: RunRecord, *, by: str) -> None:
         async with self._limits.running(record):
@@ -228,6 +232,7 @@ class RunService:
         record = await self._requests.get(request_id)
         if record is not None:
             await self._board.update(record)
+            self._executor.set_session(record, Status.ACTIVE)
 
     async def sweep_expired(self) -> int:
         """Update the cards of requests that expired with nobody clicking."""
@@ -236,15 +241,32 @@ class RunService:
             await self.expire(request_id)
         return len(due)
 
-    async def cancel(self, request_id: str, user: str) -> str:
-        """Stop watching a running run and say what that means, or raise ``RequestRefused``."""
+    async def cancel(self, request_id: str, user: str, *, via: str = "cancel_button") -> str:
+        """Stop watching a running run and say what that means, or raise ``RequestRefused``.
+        The watching process sees the move within a second and says so on the card."""
         record = await self._requests.get(request_id)
         approver = record is not None and await self._approvers.includes(user, record.approvers)
         record = rules.check_cancel(record, user, approver=approver)
         if not isinstance(await self._requests.move(record.id, RunState.CANCELLED, user), Moved):
             raise RequestRefused("That run isn't running any more.")
-        await self._requests.audit("cancel_requested", id=record.id, user=user)
+        await self._requests.audit("cancel_requested", id=record.id, user=user, via=via)
         return STOPPED_WATCHING
+
+    async def stop_watching(self, team: str, channel: str, thread_ts: str, user: str) -> bool:
+        """The stop button of a thread: cancel the runs being watched in it, as a Cancel
+        click by ``user`` would. False when no run is being watched there."""
+        running = [
+            r
+            for r in await self._requests.recent()
+            if r.state is RunState.RUNNING
+            and (r.team, r.channel, r.run_thread) == (team, channel, thread_ts)
+        ]
+        for record in running:
+            try:
+                await self.cancel(record.id, user, via="stop_button")
+            except RequestRefused as exc:
+                log.info("stop button refused for run %s: %s", record.id, exc)
+        return bool(running)
 
     # -- App Home ---------------------------------------------------------------------
 

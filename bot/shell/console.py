@@ -25,6 +25,7 @@ TEAM_ID = "T0SHELL"
 BOT_USER_ID = "U0COPILOT"
 BOT_ID = "B0COPILOT"
 _JSON_FIELDS = ("blocks", "files", "attachments")
+SESSION_STATUSES = ("processing", "active", "suspended", "closed")
 
 
 @dataclass
@@ -67,6 +68,8 @@ class ConsoleSlack:
             "assistant.threads.setStatus": self._status,
             # The console has no App Home tab: redraws after a request changes go nowhere.
             "views.publish": lambda _: {"ok": True},
+            "agents.sessions.setStatus": self._session_status,
+            "agents.sessions.rename": self._session_rename,
             "usergroups.users.list": self._usergroup,
             "users.info": self._user,
             "conversations.info": self._conversation,
@@ -208,11 +211,25 @@ class ConsoleSlack:
     def _stop_stream(self, params: Json) -> Json:
         self._append_stream(params)
         self.screen.end_stream(str(params.get("ts")))
+        if params.get("session_status"):
+            self.screen.note(f"session: {params['session_status']}")
         return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
 
     def _status(self, params: Json) -> Json:
         if params.get("status"):
             self.screen.note(f"copilot {params['status']}")
+        return {"ok": True}
+
+    def _session_status(self, params: Json) -> Json:
+        status = str(params.get("status") or "")
+        if status not in SESSION_STATUSES:
+            return {"ok": False, "error": "invalid_arguments"}
+        title = f" · {params['title']}" if params.get("title") else ""
+        self.screen.note(f"session: {status}{title}")
+        return {"ok": True}
+
+    def _session_rename(self, params: Json) -> Json:
+        self.screen.note(f"session: {params.get('title')}")
         return {"ok": True}
 
     def _usergroup(self, params: Json) -> Json:

@@ -31,6 +31,24 @@ def direct_message(user: str, channel: str, text: str, ts: str, thread_ts: str |
     }
     if thread_ts:
         event["thread_ts"] = thread_ts
+    return _delivered(event)
+
+
+def session_stopped(user: str, channel: str, thread_ts: str) -> Json:
+    """The stop button of the session in ``thread_ts`` pressed by ``user``."""
+    event: Json = {
+        "type": "agent_session_stopped",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "streaming_message_ts": [],
+        "user": user,
+        "event_ts": f"{time.time():.6f}",
+    }
+    return _delivered(event)
+
+
+def _delivered(event: Json) -> Json:
+    """An event as the Events API wraps it."""
     return {
         "type": "event_callback",
         "team_id": TEAM_ID,

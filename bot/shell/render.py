@@ -97,6 +97,11 @@ class Screen:
         for number, line in enumerate(lines):
             self._write(f"{prefix if number == 0 else indent}{line}\n")
 
+    def prompt(self, text: str) -> None:
+        """The prompt of a line being read, written when the bot has gone quiet."""
+        self.end_stream()
+        self._write(text)
+
     def note(self, text: str) -> None:
         self.show("", [f"· {text}"])
 

@@ -1,7 +1,8 @@
 """The shell's loop: read a line, hand it to the bot as Slack would, wait until it is quiet.
 
 Waiting after each line keeps piped input in step with the bot (``/approve`` needs the card
-the previous ``/run`` posted) and keeps the prompt from landing inside an answer. The bot
+the previous ``/run`` posted) and keeps the prompt from landing inside an answer. Only
+``/stop`` is taken while the bot is busy: it is the stop button of what is in progress. The bot
 is quiet when no listener is running, it has made no Slack call for a moment, and no run it
 started or clicked for is still going.
 
@@ -23,6 +24,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from bot.app import Runtime
 from bot.errors import BotError
 from bot.notices import describe
+from bot.runs.states import RunState
 from bot.shell import payloads
 from bot.shell.console import Card, ConsoleSlack
 from bot.shell.render import BUTTON_COMMANDS, Screen
@@ -39,6 +41,7 @@ HELP = [
     "      no card on screen: /approve, /deny, /withdraw, /start act on the one request",
     "      waiting for you, or list several: /approve 2 picks one (or an id prefix)",
     "  /as U0BOB   be someone else (approvers need their Slack user id)",
+    "  /stop       the stop button: stop the answer or the run in progress",
     "  /new        start a new conversation",
     "  /quit       or Ctrl-D",
 ]
@@ -89,15 +92,41 @@ class Shell:
         self._sent_at = 0.0
 
     async def run(self, lines: Lines) -> None:
-        while (line := await lines.next(f"{self.user} › ")) is not None:
-            if not lines.interactive and line.strip():
-                self._screen.show(f"{self.user} › ", [line])
+        upcoming: asyncio.Future[str | None] = asyncio.ensure_future(lines.next(f"{self.user} › "))
+        while (line := await upcoming) is not None:
+            self._echo(lines, line)
             if not await self.handle(line.strip()):
                 break
-            await self.settle()
+            # The next line is read while the bot works, so /stop can be typed meanwhile.
+            upcoming = await self._settle_taking_stops(lines)
         await self.settle()
         if lines.interactive:
             self._screen.show("", [""])  # Ctrl-D leaves the cursor after the prompt
+
+    def _echo(self, lines: Lines, line: str) -> None:
+        if not lines.interactive and line.strip():
+            self._screen.show(f"{self.user} › ", [line])
+
+    async def _settle_taking_stops(self, lines: Lines) -> asyncio.Future[str | None]:
+        """Wait until the bot is quiet, acting on any ``/stop`` read meanwhile; returns the
+        read of the next other line, which waits its turn."""
+        upcoming: asyncio.Future[str | None] = asyncio.ensure_future(lines.next(""))
+        settling: asyncio.Future[object] = asyncio.ensure_future(self.settle())
+        while not settling.done():
+            either: set[asyncio.Future[object]] = {settling, upcoming}  # type: ignore[arg-type]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not upcoming.done() or settling.done():
+                continue
+            line = upcoming.result()
+            if line is None or line.strip() != "/stop":
+                break
+            self._echo(lines, line)
+            await self._stop()
+            upcoming = asyncio.ensure_future(lines.next(""))
+        await settling
+        if lines.interactive and not upcoming.done():
+            self._screen.prompt(f"{self.user} › ")  # the read began with no prompt
+        return upcoming
 
     async def handle(self, line: str) -> bool:
         """Act on one line; False when the person asked to quit."""
@@ -112,6 +141,8 @@ class Shell:
             await self._run_command(rest)
         elif word in _CLICKS:
             await self._click(_CLICKS[word], rest.strip())
+        elif word == "/stop":
+            await self._stop()
         elif word == "/as":
             self._become(rest.strip())
         elif word == "/new":
@@ -130,6 +161,25 @@ class Shell:
         thread, self._thread = self._thread, self._thread or ts
         channel = f"D{self.user}"
         await self._dispatch(payloads.direct_message(self.user, channel, text, ts, thread))
+
+    async def _stop(self) -> None:
+        """Press the stop button of this conversation, and of any run watched on screen."""
+        threads = [(f"D{self.user}", self._thread)] if self._thread else []
+        # A conversation and the runs it shows: every thread with work in progress.
+        threads += await self._running_cards()
+        if not threads:
+            self._screen.note("nothing to stop")
+        for channel, thread_ts in threads:
+            await self._dispatch(payloads.session_stopped(self.user, channel, thread_ts))
+
+    async def _running_cards(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        with contextlib.suppress(BotError):
+            for request_id in list(self._console.cards):
+                record = await self._requests.get(request_id)
+                if record is not None and record.state is RunState.RUNNING:
+                    found.append((record.channel, record.run_thread))
+        return found
 
     async def _run_command(self, text: str) -> None:
         url = self._console.response_url(self.user)

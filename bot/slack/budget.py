@@ -40,6 +40,7 @@ TIERS: dict[str, Rate] = {
     "assistant.threads.setSuggestedPrompts": Rate(90, 6),  # Tier 4
     "conversations.replies": Rate(45, 3),  # Tier 3
     "views.publish": Rate(90, 6),  # Tier 4
+    "agents.sessions.setStatus": Rate(45, 3),  # Tier 3
 }
 PER_CHANNEL = {"chat.postMessage"}
 

@@ -88,6 +88,11 @@ class ThreadReply:
         self._sent = ""
         self._pending = ""
         self.text = ""
+        # The agent session status to set with the last chat.stopStream (saves a call),
+        # once ``session_live`` says the session exists; ``session_sent`` says it went.
+        self.session_status: str | None = None
+        self.session_live = False
+        self.session_sent = False
 
     async def begin(self) -> None:
         """Show that the bot is working before the first token arrives."""
@@ -118,7 +123,7 @@ class ThreadReply:
         extra = [blocks.context(footer)] if footer else []
         if answer and self._r.feedback is not None:
             extra.append(self._r.feedback(answer))
-        await self._close_message(extra)
+        await self._close_message(extra, last=True)
 
     async def fail(self, notice: str) -> None:
         """End the answer with a plain notice, keeping whatever was already written."""
@@ -186,17 +191,22 @@ class ThreadReply:
             await self._open_with(text)
         return True
 
-    async def _close_message(self, extra: list[blocks.Block] | None = None) -> None:
+    async def _close_message(
+        self, extra: list[blocks.Block] | None = None, *, last: bool = False
+    ) -> None:
         if self._ts is None:
             return
         extra = extra or None
         if self._native:
+            status = self.session_status if last and self.session_live else None
             await self._r.pace("chat.stopStream")
             try:
                 async with slack_errors("chat.stopStream"):
                     await self._client.chat_stopStream(
-                        channel=self._place.channel, ts=self._ts, blocks=extra
-                    )
+                        channel=self._place.channel, ts=self._ts, blocks=extra,
+                        session_status=status,
+                    )  # fmt: skip
+                self.session_sent = status is not None
             except SlackError as exc:
                 log.warning("could not stop the stream (%s); freezing it instead", exc.code)
                 await self._freeze()

@@ -246,3 +246,23 @@ def feedback_vote(answer: str, user: str) -> str:
 def feedback_count(day: str, vote: str) -> str:
     """Votes ``vote`` (up/down) given on UTC ``day`` (YYYYMMDD) and still standing."""
     return f"{PREFIX}feedback:count:{day}:{vote}"
+
+
+# Slack's agent sessions: a workspace whose app is not an agent refuses every session call;
+# that is remembered for an hour, so an app fixed in its settings starts using them again.
+SESSIONS_REFUSED_TTL = 3600
+
+
+def sessions_refused(team: str) -> str:
+    """Present while ``team`` refuses agent sessions; holds the error Slack gave."""
+    return f"{PREFIX}sessions:refused:{team}"
+
+
+# A stop button click waits this long for the answer streaming in its thread to see it;
+# the answering process looks every fraction of a second, so this only bounds a stale mark.
+STOP_TTL = 60
+
+
+def stop(thread: str) -> str:
+    """Who pressed the thread's stop button, and when: ``{"user": …, "at": …}``."""
+    return f"{PREFIX}thread:{thread}:stop"

@@ -71,6 +71,8 @@ class FakeInference(LoopbackFake):
     def __init__(self, key: str = "inf-test") -> None:
         self.key = key
         self.requests: list[InferenceRequest] = []
+        # Streams the client closed before the reply was over (e.g. a stop button).
+        self.closed_early: list[InferenceRequest] = []
         self._scripts: dict[str, deque[_Reply]] = {CHAT: deque(), AGENTS: deque()}
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(CHAT, self._handle)
@@ -205,12 +207,13 @@ class FakeInference(LoopbackFake):
             body = json.loads(await request.text())
         except ValueError:
             body = None
-        self.requests.append(InferenceRequest(request.path, headers, body or {}, time.monotonic()))
+        seen = InferenceRequest(request.path, headers, body or {}, time.monotonic())
+        self.requests.append(seen)
         if headers.get("authorization") != f"Bearer {self.key}":
             return _error(401, "Invalid API key", "authentication_error")
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object", "invalid_request_error")
-        return await self._send(request, body, self._next_reply(request.path, body))
+        return await self._send(request, body, self._next_reply(request.path, body), seen)
 
     def _next_reply(self, path: str, body: Json) -> _Reply:
         script = self._scripts[path]
@@ -222,7 +225,9 @@ class FakeInference(LoopbackFake):
         text = "echo: " + _last_user_text(body)
         return _Reply(lambda b: text_stream(text, model=_model(b)), text=text)
 
-    async def _send(self, request: web.Request, body: Json, reply: _Reply) -> web.StreamResponse:
+    async def _send(
+        self, request: web.Request, body: Json, reply: _Reply, seen: InferenceRequest
+    ) -> web.StreamResponse:
         if reply.text is not None and not body.get("stream"):
             return web.json_response(completion(reply.text, model=_model(body)))
         if reply.whole:
@@ -238,7 +243,14 @@ class FakeInference(LoopbackFake):
         for index, part in enumerate(reply.parts(body)):
             if index and await self._server.pause(reply.delay):
                 return response
-            await response.write(part)
+            if request.transport is None or request.transport.is_closing():
+                self.closed_early.append(seen)
+                return response
+            try:
+                await response.write(part)
+            except ConnectionError:
+                self.closed_early.append(seen)
+                return response
         return await self._finish(request, response, reply)
 
     async def _finish(

@@ -22,6 +22,7 @@ from tests.fakes.slack_threads import SlackThreads
 
 Handler = Callable[[Json], Json]
 POSTING = ("chat.postMessage", "chat.postEphemeral", "chat.startStream")
+SESSION_STATUSES = ("processing", "active", "suspended", "closed")
 
 
 class SlackWorkspace:
@@ -37,6 +38,11 @@ class SlackWorkspace:
         self.statuses: dict[tuple[str, str], str] = {}
         self.channel_errors: dict[str, str] = {}
         self.streaming_refusals: dict[str, str] = {}
+        # Every status an agent session went through, by (channel, thread_ts), and its title.
+        self.sessions: dict[tuple[str, str], list[str]] = {}
+        self.session_titles: dict[tuple[str, str], str] = {}
+        self.sessions_refusal: str | None = None
+        self.session_stopped_subscribed = True
         self.upload_root = ""
         self._messages: list[Message] = []
         self._ephemerals: list[Message] = []
@@ -50,6 +56,8 @@ class SlackWorkspace:
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._set_status,
+            "agents.sessions.setStatus": self._set_session_status,
+            "agents.sessions.rename": self._rename_session,
             "usergroups.users.list": self._usergroup_users,
             "views.publish": self._publish_view,
             "files.getUploadURLExternal": self._upload_url,
@@ -74,6 +82,10 @@ class SlackWorkspace:
     def refuse_streaming(self, channel: str, error: str = "channel_type_not_supported") -> None:
         self.streaming_refusals[channel] = error
 
+    def refuse_sessions(self, error: str = "not_authorized") -> None:
+        """The app is not an agent here: every session call fails with ``error``."""
+        self.sessions_refusal = error
+
     def expire_stream(self, ts: str) -> None:
         """End a stream as Slack does after its lifetime: append/stop then fail."""
         self._find(None, ts).stop_reason = "expired"
@@ -85,6 +97,9 @@ class SlackWorkspace:
 
     def thread_bodies(self, channel: str, thread_ts: str) -> list[str]:
         return [m.body for m in self.messages(channel, thread_ts)]
+
+    def session_statuses(self, channel: str, thread_ts: str) -> list[str]:
+        return list(self.sessions.get((channel, thread_ts), []))
 
     def ephemerals(self, channel: str | None = None, user: str | None = None) -> list[Message]:
         found = [m for m in self._ephemerals if _matches(m, channel, None)]
@@ -239,6 +254,8 @@ class SlackWorkspace:
 
     def _stop_stream(self, params: Json) -> Json:
         message = self._open_stream(params)
+        if params.get("session_status"):
+            self._move_session(message.channel, message.thread_ts or "", params["session_status"])
         pieces, chunks = stream_pieces(params.get("markdown_text"), params.get("chunks"))
         blocks = _blocks(params)
         check_blocks(blocks)
@@ -259,6 +276,41 @@ class SlackWorkspace:
             raise SlackError("invalid_arguments")
         self.statuses[(channel, str(params["thread_ts"]))] = str(params.get("status") or "")
         return {"ok": True}
+
+    def _set_session_status(self, params: Json) -> Json:
+        channel = self._channel(params, key="channel_id")
+        if not params.get("thread_ts"):
+            raise SlackError("invalid_arguments")
+        thread = (channel, str(params["thread_ts"]))
+        self._move_session(*thread, params.get("status"))
+        if params.get("title"):
+            self.session_titles[thread] = str(params["title"])
+        if not self.session_stopped_subscribed:
+            # Slack's hint that users see a stop button that does nothing.
+            return {
+                "ok": True,
+                "warning": "missing_agent_session_stopped_event_subscription",
+                "response_metadata": {
+                    "warnings": ["missing_agent_session_stopped_event_subscription"]
+                },
+            }
+        return {"ok": True}
+
+    def _rename_session(self, params: Json) -> Json:
+        if self.sessions_refusal:
+            raise SlackError(self.sessions_refusal)
+        thread = (self._channel(params, key="channel_id"), str(params.get("thread_ts") or ""))
+        if thread not in self.sessions or not params.get("title"):
+            raise SlackError("invalid_arguments")
+        self.session_titles[thread] = str(params["title"])
+        return {"ok": True}
+
+    def _move_session(self, channel: str, thread_ts: str, status: Any) -> None:
+        if self.sessions_refusal:
+            raise SlackError(self.sessions_refusal)
+        if status not in SESSION_STATUSES:
+            raise SlackError("invalid_arguments")  # free text is refused
+        self.sessions.setdefault((channel, thread_ts), []).append(str(status))
 
     def _usergroup_users(self, params: Json) -> Json:
         group = str(params.get("usergroup") or "")
