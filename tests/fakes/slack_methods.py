@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakes.slack_agent import AgentSurface
+from tests.fakes.slack_agent import STATUSES, AgentSurface
 from tests.fakes.slack_model import (
     MAX_TEXT,
     MAX_UPDATE_TEXT,
@@ -69,6 +69,9 @@ class SlackWorkspace:
         # agents.sessions.setStatus and assistant.threads.setSuggestedPrompts
         self.agent = AgentSurface(self._latest_ts)
         self.handlers.update(self.agent.handlers())
+        # One setStatus for both: the app's set-up (``agent``) decides refusals and warnings,
+        # and every status a session goes through is kept (``session_statuses``).
+        self.handlers["agents.sessions.setStatus"] = self._set_session_status
         # conversations.replies: the bot's messages and what people said (``threads.say``)
         self.threads = SlackThreads(team_id, self.directory.readable, self._bot_payloads)
         self.handlers.update(self.threads.handlers())
@@ -278,6 +281,13 @@ class SlackWorkspace:
         return {"ok": True}
 
     def _set_session_status(self, params: Json) -> Json:
+        if not self.agent.available:
+            raise SlackError("unknown_method")
+        if not self.agent.declared:
+            raise SlackError("not_authorized")
+        subscribed = self.session_stopped_subscribed and self.agent.subscribed
+        if params.get("status") not in STATUSES:
+            raise SlackError("invalid_arguments")
         channel = self._channel(params, key="channel_id")
         if not params.get("thread_ts"):
             raise SlackError("invalid_arguments")
@@ -285,7 +295,7 @@ class SlackWorkspace:
         self._move_session(*thread, params.get("status"))
         if params.get("title"):
             self.session_titles[thread] = str(params["title"])
-        if not self.session_stopped_subscribed:
+        if not subscribed:
             # Slack's hint that users see a stop button that does nothing.
             return {
                 "ok": True,
