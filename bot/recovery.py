@@ -56,11 +56,17 @@ class Recovery:
         if found is None:
             return
         if found.alive:
-            log.info("the previous %s still runs; its work stays with it", found.process)
+            log.info(
+                "the previous process under this name still runs; its work stays with it",
+                extra={"previous": found.process},
+            )
             return
         for item in found.work:
             await self._report(item, resume=True)
-        log.info("took over from %s: %d unfinished", found.process, len(found.work))
+        log.info(
+            "took over from the process that ran under this name before",
+            extra={"previous": found.process, "unfinished": len(found.work)},
+        )
 
     async def interrupt_own(self) -> int:
         """At shutdown: report what this process could not finish in time."""
