@@ -216,3 +216,16 @@ async def test_workers_started_by_a_web_process_are_named_after_it(
         ]
     finally:
         await client.aclose()
+
+
+def _beating(process: str) -> bool:
+    return any(thread.name == f"heartbeat:{process}" for thread in threading.enumerate())
+
+
+async def test_the_heartbeat_thread_ends_with_its_process(
+    slack: FakeSlack, inference: FakeInference, redis_url: str
+) -> None:
+    async with serve(settings_for(slack, inference, redis_url)) as bot:
+        process = bot.runtime.work.process
+        assert _beating(process)
+    assert not _beating(process)

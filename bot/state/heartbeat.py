@@ -52,7 +52,7 @@ class Heartbeat:
         self._interval = interval
         self._ttl_ms = int(ttl * 1000)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat:{process}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
