@@ -109,6 +109,29 @@ async def test_a_worker_whose_loop_is_blocked_is_not_taken_for_dead(
         await wait_answer(slack, CHANNEL, "80.1", "Partial and the rest.")
 
 
+async def test_a_worker_whose_redis_connections_are_all_busy_is_not_taken_for_dead(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, bot_log: BotLog
+) -> None:
+    slow_answer(inference, gap=2.5)
+    quick = {"copilot_heartbeat_interval": 0.2, "copilot_idle_timeout": 30.0}
+    worker_settings = settings_for(
+        slack, inference, redis_url, copilot_sweep_interval=600, copilot_redis_connections=2,
+        **quick,
+    )  # fmt: skip
+    web_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=0.2, **quick)
+    async with serve(web_settings, announce=True) as web, working(worker_settings) as worker:
+        await web.event(mention("busy?", "84.1"))
+        await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, "84.1"))
+        # As a slow Redis would: every connection of the worker's pool busy for seconds.
+        began = time.time()
+        busy = [worker.redis.blpop([f"test:nothing:{n}"], timeout=4) for n in range(2)]
+        held = asyncio.gather(*busy)
+        await sweep_between(bot_log, began + 2.0, began + 3.5)
+        assert "interrupted" not in answer_in(slack, CHANNEL, "84.1")
+        await held
+        await wait_answer(slack, CHANNEL, "84.1", "Partial and the rest.")
+
+
 def _gone(pid: int) -> bool:
     """Exited: no such process, or a zombie no one has reaped yet."""
     try:
