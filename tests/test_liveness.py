@@ -4,7 +4,6 @@ noticed in seconds (a worker outliving its web process, a dyno restarted under i
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from pathlib import Path
@@ -80,32 +79,42 @@ class WorkerThread:
         return began[0]
 
 
-async def sweep_between(log: BotLog, start: float, end: float) -> logging.LogRecord:
-    """The first "sweep done" logged after ``start``, checked to come before ``end``."""
+def worker_and_sweeper(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, **worker: Any
+) -> tuple[Any, Any]:
+    """Settings of a worker taken for dead after 0.6 s of silence, which sweeps only at its
+    start, and of a web process that sweeps five times a second."""
+    quick = {"copilot_heartbeat_interval": 0.2, "copilot_idle_timeout": 30.0}
+    return (
+        settings_for(slack, inference, redis_url, copilot_sweep_interval=600, **quick, **worker),
+        settings_for(slack, inference, redis_url, copilot_sweep_interval=0.2, **quick),
+    )
+
+
+async def swept_alive(log: BotLog, slack: FakeSlack, ts: str, start: float, end: float) -> None:
+    """A sweep ran after ``start`` and before ``end``, and left the answer in ``ts`` alone."""
     async with asyncio.timeout(end - time.time() + 5):
         while True:
             later = [r for r in log.lines("sweep done") if r.created > start]
             if later:
-                assert later[0].created < end, "no sweep ran while the worker was blocked"
-                return later[0]
+                assert later[0].created < end, "no sweep ran while the worker was held up"
+                break
             await asyncio.sleep(0.01)
+    assert "interrupted" not in answer_in(slack, CHANNEL, ts)
 
 
 async def test_a_worker_whose_loop_is_blocked_is_not_taken_for_dead(
     slack: FakeSlack, inference: FakeInference, redis_url: str, bot_log: BotLog
 ) -> None:
     slow_answer(inference, gap=2.5)
-    # Dead after 0.6 s of silence; the worker's loop is held for 4 s in the middle of an answer.
-    quick = {"copilot_heartbeat_interval": 0.2, "copilot_idle_timeout": 30.0}
-    worker_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=600, **quick)
-    web_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=0.2, **quick)
+    worker_settings, web_settings = worker_and_sweeper(slack, inference, redis_url)
     async with serve(web_settings, announce=True) as web, WorkerThread(worker_settings) as worker:
         await web.event(mention("busy?", "80.1"))
         await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, "80.1"))
+        # Held for 4 s in the middle of an answer; a sweep well past the dead-after time,
+        # while the loop is still held, finds the worker alive.
         began = await worker.block(4.0)
-        # A sweep well past the dead-after time, while the loop is still held, finds it alive.
-        await sweep_between(bot_log, began + 1.5, began + 4.0)
-        assert "interrupted" not in answer_in(slack, CHANNEL, "80.1")
+        await swept_alive(bot_log, slack, "80.1", began + 1.5, began + 4.0)
         await wait_answer(slack, CHANNEL, "80.1", "Partial and the rest.")
 
 
@@ -113,12 +122,9 @@ async def test_a_worker_whose_redis_connections_are_all_busy_is_not_taken_for_de
     slack: FakeSlack, inference: FakeInference, redis_url: str, bot_log: BotLog
 ) -> None:
     slow_answer(inference, gap=2.5)
-    quick = {"copilot_heartbeat_interval": 0.2, "copilot_idle_timeout": 30.0}
-    worker_settings = settings_for(
-        slack, inference, redis_url, copilot_sweep_interval=600, copilot_redis_connections=2,
-        **quick,
-    )  # fmt: skip
-    web_settings = settings_for(slack, inference, redis_url, copilot_sweep_interval=0.2, **quick)
+    worker_settings, web_settings = worker_and_sweeper(
+        slack, inference, redis_url, copilot_redis_connections=2
+    )
     async with serve(web_settings, announce=True) as web, working(worker_settings) as worker:
         await web.event(mention("busy?", "84.1"))
         await slack.wait_for(lambda s: "Partial" in answer_in(s, CHANNEL, "84.1"))
@@ -126,10 +132,20 @@ async def test_a_worker_whose_redis_connections_are_all_busy_is_not_taken_for_de
         began = time.time()
         busy = [worker.redis.blpop([f"test:nothing:{n}"], timeout=4) for n in range(2)]
         held = asyncio.gather(*busy)
-        await sweep_between(bot_log, began + 2.0, began + 3.5)
-        assert "interrupted" not in answer_in(slack, CHANNEL, "84.1")
+        await swept_alive(bot_log, slack, "84.1", began + 2.0, began + 3.5)
         await held
         await wait_answer(slack, CHANNEL, "84.1", "Partial and the rest.")
+
+
+def stalling(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, **env: str
+) -> dict[str, str]:
+    """A bot process (web and one worker) whose next answer stalls for a minute, and which
+    gives its answers a second to finish when it stops."""
+    inference.reply_stall(STALL, stall_seconds=60)
+    return bot_env(
+        slack, inference, redis_url, COPILOT_IDLE_TIMEOUT="60", COPILOT_SHUTDOWN_GRACE="1", **env
+    )
 
 
 def _gone(pid: int) -> bool:
@@ -144,17 +160,8 @@ def _gone(pid: int) -> bool:
 async def test_a_worker_whose_web_process_was_killed_marks_its_answer_at_once(
     slack: FakeSlack, inference: FakeInference, redis_url: str, start: Any
 ) -> None:
-    inference.reply_stall(STALL, stall_seconds=60)
-    env = bot_env(
-        slack,
-        inference,
-        redis_url,
-        COPILOT_WORKERS="1",
-        # Every answer slot busy: the worker takes nothing new, and must notice all the same.
-        COPILOT_CONCURRENT_ANSWERS="1",
-        COPILOT_SHUTDOWN_GRACE="1",
-        COPILOT_IDLE_TIMEOUT="60",
-    )
+    # Every answer slot busy: the worker takes nothing new, and must notice all the same.
+    env = stalling(slack, inference, redis_url, COPILOT_CONCURRENT_ANSWERS="1")
     bot = await answering_stalled(start, env, slack, "orphaned", "81.1")
     [worker] = bot.children()
     bot.proc.kill()  # the web process alone, as an out-of-memory kill would
@@ -165,25 +172,15 @@ async def test_a_worker_whose_web_process_was_killed_marks_its_answer_at_once(
         lambda s: "interrupted by a restart" in answer_in(s, CHANNEL, "81.1"), timeout=5
     )
     async with asyncio.timeout(10):
-        while True:
-            if _gone(worker):
-                break
+        while not _gone(worker):  # noqa: ASYNC110 (a process's end sets no event here)
             await asyncio.sleep(0.05)
 
 
 async def test_a_dyno_killed_and_restarted_reports_its_answer_within_seconds(
     slack: FakeSlack, inference: FakeInference, redis_url: str, start: Any
 ) -> None:
-    inference.reply_stall(STALL, stall_seconds=60)
     # The default heartbeat (10 s) and sweep (15 s): the sweep alone would take 30 s or more.
-    env = bot_env(
-        slack,
-        inference,
-        redis_url,
-        DYNO="web.1",
-        COPILOT_IDLE_TIMEOUT="60",
-        COPILOT_SHUTDOWN_GRACE="2",
-    )
+    env = stalling(slack, inference, redis_url, DYNO="web.1")
     bot = await answering_stalled(start, env, slack, "doomed", "82.1")
     await bot.crash()
 
