@@ -4,16 +4,22 @@ noticed in seconds (a worker outliving its web process, a dyno restarted under i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.state import keys
+from bot.state.connect import connect_sync
+from bot.state.heartbeat import Heartbeat
 from tests.fakes import FakeInference, FakeSlack
 from tests.fakes.sse import chat_chunk, sse_data
-from tests.processes import STALL, answering_stalled, bot_env
+from tests.processes import STALL, answering_stalled, bot_env, redis_command, wait_for_redis
 from tests.rig import serve, settings_for, working
 from tests.scenarios import CHANNEL, BotLog, answer_in, mention, wait_answer
 
@@ -249,3 +255,40 @@ async def test_the_heartbeat_thread_ends_with_its_process(
         process = bot.runtime.work.process
         assert _beating(process)
     assert not _beating(process)
+
+
+async def _until_beating(client: aioredis.Redis, process: str) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            # The first command after Redis came back finds the old connection closed.
+            with contextlib.suppress(RedisConnectionError):
+                if await client.exists(keys.heartbeat(process)):
+                    return
+            await asyncio.sleep(0.02)
+
+
+def _redis_server(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_the_heartbeat_carries_on_when_redis_comes_back() -> None:
+    url, argv = redis_command()
+    server = _redis_server(argv)
+    await asyncio.to_thread(wait_for_redis, url)
+    beat = Heartbeat(connect_sync(url, read_timeout=2), "p1", interval=0.1, ttl=0.3)
+    client = aioredis.Redis.from_url(url)
+    beat.start()
+    try:
+        await _until_beating(client, "p1")
+        # Redis goes away and comes back empty, as after a restart without persistence.
+        server.kill()
+        server.wait()
+        await asyncio.sleep(1.0)  # an outage longer than the client's own retries
+        server = _redis_server(argv)
+        await asyncio.to_thread(wait_for_redis, url)
+        await _until_beating(client, "p1")
+    finally:
+        await beat.stop()
+        await client.aclose()
+        server.terminate()
+        server.wait()
