@@ -95,10 +95,14 @@ class WorkRegistry:
             await self._redis.hdel(keys.work(self.process), name)
 
     async def mine(self) -> list[dict[str, Any]]:
-        """Claim this process's own unfinished work (at shutdown, after the grace period)."""
-        async with redis_errors():
-            await self._redis.delete(keys.heartbeat(self.process))
-        return await self._claim_hash(self.process)
+        """Claim this process's own unfinished work (at shutdown, after the grace period),
+        whatever its heartbeat says: a last beat of its thread cannot hide it."""
+        async with redis_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.heartbeat(self.process))
+            pipe.hvals(keys.work(self.process))
+            pipe.delete(keys.work(self.process))
+            _, items, _ = await pipe.execute()
+        return [json.loads(item) for item in items]
 
     async def orphans(self) -> list[dict[str, Any]]:
         """Claim the work of processes whose heartbeat has expired."""
