@@ -24,7 +24,7 @@ from bot.errors import ConfigError
 from bot.runbooks import load_catalog
 from bot.server import web_app
 from bot.supervisor import WorkerProcesses
-from bot.worker import Worker
+from bot.worker import Worker, watch_parent
 
 log = logging.getLogger("bot")
 
@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Set by a web process for the workers it starts, so they end with it.
     worker_cmd.add_argument("--parent", type=int, help=argparse.SUPPRESS)
+    # Which of its workers this is: with DYNO=web.1, the worker is web.1/worker-0.
+    worker_cmd.add_argument("--slot", type=int, help=argparse.SUPPRESS)
     commands.add_parser(
         "check", help="validate settings and the runbooks file; ping Slack, Redis and Inference"
     )
@@ -86,7 +88,7 @@ def _worker_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     logs.configure(logging.INFO, secrets=logs.secrets_of(settings))
     settings.require("worker")
-    return asyncio.run(_work(settings, args.parent))
+    return asyncio.run(_work(settings, args.parent, args.slot))
 
 
 def _check_command(_: argparse.Namespace) -> int:
@@ -138,19 +140,24 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
-async def _work(settings: Settings, parent: int | None) -> int:
-    runtime = await build_runtime(settings)
+async def _work(settings: Settings, parent: int | None, slot: int | None) -> int:
+    name = f"{settings.dyno}/worker-{slot}" if settings.dyno and slot is not None else None
+    runtime = await build_runtime(settings, name=name)
     worker = Worker(
         runtime.queue,
         runtime.scheduler,
         runtime.tasks,
         capacity=settings.copilot_concurrent_answers,
-        parent=parent,
     )
     log.info("worker ready: answering queued questions")
+    stop = _stop_on_signals()
+    # Started by a web process: when it is gone, stop as at SIGTERM rather than linger.
+    watcher = asyncio.create_task(watch_parent(parent, stop)) if parent is not None else None
     try:
-        await worker.run(_stop_on_signals())
+        await worker.run(stop)
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await runtime.shutdown()
     return 0
 

@@ -51,8 +51,10 @@ from bot.slack.reply import Replier
 from bot.slack.sessions import Sessions
 from bot.state import ThreadStore, connect
 from bot.state.budget import BudgetStore
+from bot.state.connect import connect_sync
 from bot.state.feedback import FeedbackStore
 from bot.state.greetings import Greetings
+from bot.state.heartbeat import Heartbeat
 from bot.state.limits import LimitStore
 from bot.state.people import PeopleCache
 from bot.state.requests import RequestStore
@@ -86,18 +88,31 @@ class Runtime:
     queue: WorkQueue
     tasks: Background
     requests: Requests
+    # Beats from a thread of its own; None with the embedded store, where no other process
+    # can look, so the event loop beats.
+    heartbeat: Heartbeat | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background(self, *, sweeps: bool = True) -> None:
-        """The heartbeat, and sweeps for expired requests and for work of dead processes."""
+        """The heartbeat, and sweeps for expired requests and for work of dead processes;
+        first, the work of the process this one replaces."""
         settings = self.settings
-        self.background.append(
-            asyncio.create_task(_every(settings.copilot_heartbeat_interval, self._beat))
-        )
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+        else:
+            beat = _every(settings.copilot_heartbeat_interval, self._beat)
+            self.background.append(asyncio.create_task(beat))
         if sweeps:
+            self.background.append(asyncio.create_task(self._take_over()))
             self.background.append(
                 asyncio.create_task(_every(settings.copilot_sweep_interval, self._sweep))
             )
+
+    async def _take_over(self) -> None:
+        try:
+            await self.recovery.take_over()
+        except BotError as exc:
+            log.warning("could not take over from the previous process: %s", exc)
 
     async def _beat(self) -> None:
         await self.work.heartbeat()
@@ -115,13 +130,19 @@ class Runtime:
         """Stop: let work in flight finish within the grace period, report what did not."""
         if not await self.inflight.drain(grace=self.settings.copilot_shutdown_grace):
             log.warning("shutting down with %d requests unfinished", self.inflight.count)
+            await self._stop_heartbeat()  # this process now claims its own work
             try:
                 await self.recovery.interrupt_own()
             except BotError as exc:
                 log.error("could not report interrupted work: %s", exc)
         await self.aclose()
 
+    async def _stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+
     async def aclose(self) -> None:
+        await self._stop_heartbeat()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -163,12 +184,13 @@ async def resolve_identity(client: AsyncWebClient, api_url: str) -> Identity:
 
 
 async def build_runtime(
-    settings: Settings, *, sweeps: bool = True, announce: bool = False
+    settings: Settings, *, sweeps: bool = True, announce: bool = False, name: str | None = None
 ) -> Runtime:
     """Everything the bot needs, wired. ``sweeps=False`` (the local shell) leaves the shared
     sweeps alone, so a console never acts on other processes' requests or threads.
     ``announce=True`` (a web process with workers) hands questions to the work queue
-    instead of answering them here."""
+    instead of answering them here. ``name`` is the process's stable name, ``DYNO`` by
+    default."""
     catalog = load_catalog(settings.runbooks_file)
     token = _secret(settings.slack_bot_token)
     identity = await resolve_identity(
@@ -196,7 +218,9 @@ async def build_runtime(
         timeout=httpx.Timeout(30.0, connect=10.0),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=50),
     )
-    work = WorkRegistry(client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval)
+    work = WorkRegistry(
+        client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval, name=name or settings.dyno
+    )
     inflight = InFlight()
     tasks = Background(inflight)
     requests = Requests(RequestStore(client))
@@ -275,9 +299,20 @@ async def build_runtime(
         queue=WorkQueue(client, consumer=work.process),
         tasks=tasks,
         requests=requests,
+        heartbeat=_heartbeat(settings, work),
     )
     runtime.start_background(sweeps=sweeps)
     return runtime
+
+
+def _heartbeat(settings: Settings, work: WorkRegistry) -> Heartbeat | None:
+    url = _secret(settings.redis_url)
+    if url is None:
+        return None
+    interval = settings.copilot_heartbeat_interval
+    # Its blocking wait between beats lasts one interval; a read may take a few seconds more.
+    client = connect_sync(url, read_timeout=interval + 5)
+    return Heartbeat(client, work.process, interval=interval, ttl=3 * interval, name=work.name)
 
 
 def _secret(value: SecretStr | None) -> str | None:

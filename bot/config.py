@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # A thread's answering process holds its lock this long unless it refreshes it.
     copilot_lock_ttl: float = Field(default=30.0, ge=1)
     copilot_shutdown_grace: float = Field(default=25.0, gt=0, le=28)
+    # Heroku names each dyno (web.1, worker.2) and keeps the name across restarts: a
+    # process that starts under a name claims at once the work of the one that died under it.
+    dyno: str | None = None
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -102,6 +105,11 @@ class Settings(BaseSettings):
         if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis:// or rediss://")
         return v
+
+    @field_validator("dyno")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v.strip() or None if v is not None else None
 
     @field_validator("slack_api_url")
     @classmethod

@@ -52,6 +52,25 @@ class Recovery:
             await self._report(item, resume=True)
         return len(items)
 
+    async def take_over(self) -> None:
+        """At start: report the work of the process this one replaces (same ``DYNO``), if
+        that process is gone, as the sweep would but without waiting for it."""
+        found = await self._work.take_over()
+        if found is None:
+            return
+        if found.alive:
+            log.info(
+                "the previous process under this name still runs; its work stays with it",
+                extra={"previous": found.process},
+            )
+            return
+        for item in found.work:
+            await self._report(item, resume=True)
+        log.info(
+            "took over from the process that ran under this name before",
+            extra={"previous": found.process, "unfinished": len(found.work)},
+        )
+
     async def interrupt_own(self) -> int:
         """At shutdown: report what this process could not finish in time."""
         items = await self._work.mine()

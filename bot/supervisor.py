@@ -38,8 +38,9 @@ class WorkerProcesses:
         pause = 1.0
         while not self._stopping:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "worker", "--parent", str(os.getpid())
-            )
+                sys.executable, "-m", "bot", "worker", "--parent", str(os.getpid()),
+                "--slot", str(slot),
+            )  # fmt: skip
             self._procs[slot] = proc
             if self._stopping:  # stop() came while this one was starting
                 proc.send_signal(signal.SIGTERM)

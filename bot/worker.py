@@ -5,6 +5,11 @@ them out of the web process means acknowledging Slack never waits behind them. A
 takes as many threads as it has answer slots, tries each thread's lock, acknowledges the
 entry, and answers the thread's queue while it holds the lock. Entries a dead worker had
 taken are claimed again after ``RECLAIM_AFTER`` seconds.
+
+A worker started by a web process (``--parent``) does not outlive it: once the web process
+is gone (crashed, or killed alone) the worker, itself healthy, stops as at SIGTERM. It
+takes no more threads, lets its answers finish within ``COPILOT_SHUTDOWN_GRACE`` and marks
+what cannot finish, rather than leave them for a sweep to find half a minute later.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ RECLAIM_AFTER = 30.0
 # Entries read at a time: small enough that several workers share a burst.
 BATCH = 25
 READ_BLOCK = 1.0
+# How often a worker checks that its web process is still there.
+PARENT_POLL = 0.5
 
 
 class Worker:
@@ -38,7 +45,6 @@ class Worker:
         background: Background,
         *,
         capacity: int,
-        parent: int | None = None,
         reclaim_after: float = RECLAIM_AFTER,
     ) -> None:
         self._queue = queue
@@ -48,15 +54,12 @@ class Worker:
         self._busy = 0
         self._room = asyncio.Event()
         self._room.set()
-        # Started by a web process: stop when it is gone rather than linger unsupervised.
-        self._parent = parent
         self._reclaim_after = reclaim_after
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and answer threads until ``stop`` is set; answers in progress go on."""
         next_reclaim = 0.0
-        while not stop.is_set() and not self._orphaned():
-            await self._room.wait()
+        while await _ready(self._room, stop):
             try:
                 free = min(BATCH, self._capacity - self._busy)
                 entries = await self._queue.take(free, READ_BLOCK)
@@ -92,11 +95,24 @@ class Worker:
             self._busy -= 1
             self._room.set()
 
-    def _orphaned(self) -> bool:
-        if self._parent is not None and os.getppid() != self._parent:
-            log.warning("the web process that started this worker is gone; stopping")
-            return True
-        return False
+
+async def watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the web process ``parent`` is gone (this worker was re-parented).
+    A task of its own: a worker with every answer slot busy notices too."""
+    while os.getppid() == parent:  # noqa: ASYNC110 (being re-parented sets no event)
+        await asyncio.sleep(PARENT_POLL)
+    log.warning("the web process that started this worker is gone; stopping")
+    stop.set()
+
+
+async def _ready(room: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait for a free answer slot; False once told to stop, even while every slot is busy."""
+    if not room.is_set() and not stop.is_set():
+        waits = [asyncio.ensure_future(event.wait()) for event in (room, stop)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+    return not stop.is_set()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as redis
+import redis
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.errors import StateError
@@ -16,7 +17,7 @@ from bot.errors import StateError
 log = logging.getLogger(__name__)
 
 
-def connect(url: str | None, *, max_connections: int = 10) -> redis.Redis:
+def connect(url: str | None, *, max_connections: int = 10) -> aioredis.Redis:
     """A client for ``url``; with no URL, an embedded store that lives in this process.
 
     The pool blocks rather than fails when all ``max_connections`` are busy: Heroku's small
@@ -38,16 +39,26 @@ def connect(url: str | None, *, max_connections: int = 10) -> redis.Redis:
     if url.startswith("rediss://"):
         # Heroku Key-Value Store presents a self-signed certificate.
         options["ssl_cert_reqs"] = None
-    pool = redis.BlockingConnectionPool.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=10, **options
     )
-    return redis.Redis(connection_pool=pool)
+    return aioredis.Redis(connection_pool=pool)
 
 
-def _embedded() -> redis.Redis:
+def connect_sync(url: str, *, read_timeout: float) -> redis.Redis:
+    """A small synchronous client for a thread of its own (the heartbeat): it shares no
+    pool, so it never waits behind the event loop's commands. ``read_timeout`` must
+    exceed the longest blocking command it sends."""
+    options: dict[str, Any] = {"socket_connect_timeout": 2, "decode_responses": True}
+    if url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = None
+    return redis.Redis.from_url(url, socket_timeout=read_timeout, max_connections=2, **options)
+
+
+def _embedded() -> aioredis.Redis:
     import fakeredis
 
-    client: redis.Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    client: aioredis.Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
     return client
 
 

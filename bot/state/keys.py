@@ -171,6 +171,22 @@ def heartbeat(process: str) -> str:
     return f"{PREFIX}proc:{process}"
 
 
+def ping(process: str) -> str:
+    """List a process's heartbeat thread waits on between beats: a push makes it beat at
+    once, so a replacement can ask whether the process it replaces still lives."""
+    return f"{PREFIX}proc:{process}:ping"
+
+
+# A ping is answered in milliseconds or never; the list outlives an unanswered one briefly.
+PING_TTL = 60
+
+
+def incarnation(name: str) -> str:
+    """The process running now under a stable name (Heroku's ``DYNO``, e.g. ``web.1``, or
+    ``web.1/worker-0``): a replacement reads who it replaces here. Lives as long as work."""
+    return f"{PREFIX}dyno:{name}"
+
+
 def work(process: str) -> str:
     """Hash of what one process is doing right now (answers, runs)."""
     return f"{PREFIX}work:{process}"
