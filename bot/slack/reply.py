@@ -88,6 +88,10 @@ class ThreadReply:
         self._sent = ""
         self._pending = ""
         self.text = ""
+        # Blocks for under the answer's last message (footer, feedback buttons): the edit
+        # that carries the last text carries them too, so they cost no call of their own.
+        self._closing: list[blocks.Block] = []
+        self._closing_shown = False
         # The agent session status to set with the last chat.stopStream (saves a call),
         # once ``session_live`` says the session exists; ``session_sent`` says it went.
         self.session_status: str | None = None
@@ -119,10 +123,11 @@ class ThreadReply:
         so do feedback buttons naming ``answer`` when it is given."""
         if not self.text:
             self.text = self._pending = EMPTY_ANSWER
-        await self._flush(wait=True)
         extra = [blocks.context(footer)] if footer else []
         if answer and self._r.feedback is not None:
             extra.append(self._r.feedback(answer))
+        self._closing = extra
+        await self._flush(wait=True)
         await self._close_message(extra, last=True)
 
     async def fail(self, notice: str) -> None:
@@ -135,30 +140,34 @@ class ThreadReply:
     async def _flush(self, *, wait: bool) -> None:
         while self._pending:
             head, rest = fit(self._sent, self._pending, self._r.limit_bytes)
-            if head and not await self._append(head, wait=wait):
+            closing = self._closing if wait and rest is None else []
+            if head and not await self._append(head, wait=wait, closing=closing):
                 return
             self._pending = rest or ""
             if rest is not None:
                 await self._close_message()
 
-    async def _append(self, text: str, *, wait: bool) -> bool:
+    async def _append(
+        self, text: str, *, wait: bool, closing: list[blocks.Block] | None = None
+    ) -> bool:
         if self._native and self._ts is not None and self._stream_too_old():
             await self._close_message()
         if self._ts is None:
-            await self._open_with(text)
+            await self._open_with(text, closing)
             return True
         max_wait = None if wait else self._r.update_wait
         if self._native:
             return await self._append_native(text, max_wait)
-        return await self._append_edit(text, max_wait)
+        return await self._append_edit(text, max_wait, closing)
 
-    async def _open_with(self, text: str) -> None:
+    async def _open_with(self, text: str, closing: list[blocks.Block] | None = None) -> None:
         if self._native and await self._start_stream(text):
             self._sent = text
             return
         self._native = False
-        self._ts = await self._post([blocks.markdown(text)], clip(text))
+        self._ts = await self._post([blocks.markdown(text), *(closing or [])], clip(text))
         self._sent = text
+        self._closing_shown = bool(closing)
 
     def _stream_too_old(self) -> bool:
         return time.monotonic() - self._opened > self._r.stream_max_age
@@ -179,12 +188,15 @@ class ThreadReply:
             await self._open_with(text)
         return True
 
-    async def _append_edit(self, text: str, max_wait: float | None) -> bool:
+    async def _append_edit(
+        self, text: str, max_wait: float | None, closing: list[blocks.Block] | None = None
+    ) -> bool:
         if not await self._r.pace("chat.update", max_wait=max_wait):
             return False
         try:
-            await self._update(self._sent + text, paced=True)
+            await self._update(self._sent + text, paced=True, extra=closing)
             self._sent += text
+            self._closing_shown = bool(closing)
         except SlackError as exc:
             log.warning("could not edit the answer (%s); continuing in a new message", exc.code)
             self._reset()
@@ -210,7 +222,7 @@ class ThreadReply:
             except SlackError as exc:
                 log.warning("could not stop the stream (%s); freezing it instead", exc.code)
                 await self._freeze()
-        elif extra:
+        elif extra and not self._closing_shown:
             await self._add_footer(extra)
         self._reset()
 
@@ -236,6 +248,7 @@ class ThreadReply:
     def _reset(self) -> None:
         self._ts = None
         self._sent = ""
+        self._closing_shown = False
 
     async def _start_stream(self, text: str | None) -> bool:
         place = self._place
