@@ -119,13 +119,15 @@ async def open_home(bot: BotUnderTest, slack: FakeSlack, user: str, tab: str = "
 # -- Act -----------------------------------------------------------------------------------
 
 
-async def run(bot: BotUnderTest, slack: FakeSlack, text: str, user: str = ALICE) -> Any:
+async def run(
+    bot: BotUnderTest, slack: FakeSlack, text: str, user: str = ALICE, *, channel: str = CHANNEL
+) -> Any:
     response = await bot.command(
         command="/run",
         text=text,
         user_id=user,
         team_id="T0TEAM",
-        channel_id=CHANNEL,
+        channel_id=channel,
         response_url=slack.response_url(f"cmd-{user}"),
         trigger_id="1.2",
     )

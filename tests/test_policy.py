@@ -96,16 +96,7 @@ async def test_run_works_only_in_the_listed_channels(
 ) -> None:
     runbooks = with_policy(f'channels = ["{CHANNEL}"]')
     async with serving(tmp_path, slack, inference, redis_url, runbooks) as bot:
-        response = await bot.command(
-            command="/run",
-            text="migrate app=shop-staging",
-            user_id=ALICE,
-            team_id="T0TEAM",
-            channel_id="C0ELSEWHERE",
-            response_url=slack.response_url(f"cmd-{ALICE}"),
-            trigger_id="1.2",
-        )
-        assert response.status_code == 200
+        await run(bot, slack, "migrate app=shop-staging", channel="C0ELSEWHERE")
         await slack.wait_for(lambda s: bool(s.responses_to(f"cmd-{ALICE}")))
         assert f"`/run` works only in <#{CHANNEL}>" in ephemeral_texts(slack, ALICE)
         assert slack.messages("C0ELSEWHERE") == []

@@ -12,7 +12,7 @@ from typing import Any
 from bot.state import keys
 from tests.fakes import FakeSlack
 from tests.rig import BotUnderTest
-from tests.scenarios import ALICE, BOB, CAROL, CHANNEL
+from tests.scenarios import ALICE, BOB, CAROL, CHANNEL, run
 
 PRIVATE = "C0SECRET"
 DM = "D0ALICE"
@@ -24,15 +24,7 @@ LATEST = "Latest runs"
 async def run_in(bot: BotUnderTest, slack: FakeSlack, channel: str, text: str, user: str) -> str:
     """``/run`` typed in ``channel``; the ts of the card it posted."""
     cards = len(slack.messages(channel))
-    response = await bot.command(
-        command="/run",
-        text=text,
-        user_id=user,
-        team_id="T0TEAM",
-        channel_id=channel,
-        response_url=slack.response_url(f"cmd-{user}"),
-    )
-    assert response.status_code == 200
+    await run(bot, slack, text, user, channel=channel)
     await slack.wait_for(lambda s: len([m for m in s.messages(channel) if not m.thread_ts]) > cards)
     return [m for m in slack.messages(channel) if not m.thread_ts][-1].ts
 
