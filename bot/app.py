@@ -244,6 +244,7 @@ async def build_runtime(
         slack,
         budget,
         stream_max_age=settings.copilot_stream_max_age,
+        update_interval=settings.copilot_update_interval,
         feedback=buttons.feedback,
     )
     answerer = Answerer(
@@ -389,7 +390,6 @@ def _model_client(
 def _ask_settings(settings: Settings) -> AskSettings:
     return AskSettings(
         history_chars=settings.copilot_history_chars,
-        update_interval=settings.copilot_update_interval,
         footer=settings.copilot_footer,
     )
 

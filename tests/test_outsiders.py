@@ -104,8 +104,9 @@ async def test_a_slack_connect_user_is_told_once_and_nothing_is_queued(
     await turned_away(3)
     await slack.wait_for(lambda s: bool(s.ephemerals(user=EXTERNAL)))  # told after the log line
 
-    [told] = slack.ephemerals(user=EXTERNAL)
-    assert (told.channel, told.thread_ts, told.text) == (CHANNEL, "10.1", notices.OUTSIDER)
+    [told] = slack.ephemerals(user=EXTERNAL)  # once, in whichever thread was refused first
+    assert (told.channel, told.text) == (CHANNEL, notices.OUTSIDER)
+    assert told.thread_ts in {"10.1", "11.1", "12.1"}
     assert inference.chat_requests == []
     assert slack.messages() == []  # not even a "thinking…" placeholder
     assert await thread_keys(bot) == []  # refused before anything was queued

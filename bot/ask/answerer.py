@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 
 from bot import logs, notices
 from bot.access import Access
+from bot.ask.admission import Admission, Place
 from bot.ask.context import ThreadReader
 from bot.ask.stops import Stop, StopSignals, until_stopped
 from bot.conversation import CUT_NOTE, SYSTEM_PROMPT, Question, Turn, prompt_messages, was_cut
 from bot.errors import BotError, InferenceError, SlackError
 from bot.inference import Finish, InferenceClient, TextDelta, ToolCallDelta, Usage
-from bot.pacing import paced
 from bot.proposals import Asker, Copilot, ToolCalls, waits_for_click
-from bot.slack.reply import Place, Replier, ThreadReply
+from bot.slack.reply import Place as ReplyPlace
+from bot.slack.reply import Replier, ThreadReply
 from bot.slack.sessions import Sessions, Status, Thread, title
 from bot.state import ThreadStore
 from bot.untrusted import safe_stream, shown
@@ -54,7 +55,6 @@ class Outcome:
 @dataclass(frozen=True)
 class AskSettings:
     history_chars: int
-    update_interval: float
     # Show "model · N tokens · S.s s" under each answer (COPILOT_FOOTER).
     footer: bool = False
 
@@ -71,6 +71,7 @@ class Answerer:
         threads: ThreadReader,
         sessions: Sessions,
         stops: StopSignals,
+        admission: Admission | None = None,
     ) -> None:
         self._store = store
         self._inference = inference
@@ -81,13 +82,20 @@ class Answerer:
         self._threads = threads
         self._sessions = sessions
         self._stops = stops
+        self._admission = admission or Admission()
 
     async def answer(self, thread: str, question: Question) -> None:
         """Stream the answer into the question's thread and remember the exchange. A failure
         once the reply is open is shown in it; only failing to open it is raised."""
-        if not await self._access.admits(question):
-            return  # a guest or an outsider: told once, and no model call, nothing shown
-        reply = self._replier.open(_place_of(question))
+        async with self._admission.place() as starting:
+            if not await self._access.admits(question):
+                return  # a guest or an outsider: told once, and no model call, nothing shown
+            async with self._replier.open(_place_of(question)) as reply:
+                await self._answer_in_session(reply, thread, question, starting)
+
+    async def _answer_in_session(
+        self, reply: ThreadReply, thread: str, question: Question, starting: Place
+    ) -> None:
         session = _session_of(question)
         # The session's status and the reply's placeholder go to Slack side by side.
         processing = self._sessions.later(
@@ -97,22 +105,28 @@ class Answerer:
         reply.session_status = Status.ACTIVE.value  # with the answer's last call, if it can
         try:
             await reply.begin()
-            await self._answer_safely(reply, thread, question)
+            await self._answer_safely(reply, thread, question, starting)
         finally:
             if await processing and not reply.session_sent:
                 self._sessions.later(session, Status(reply.session_status))
 
-    async def _answer_safely(self, reply: ThreadReply, thread: str, question: Question) -> None:
+    async def _answer_safely(
+        self, reply: ThreadReply, thread: str, question: Question, starting: Place
+    ) -> None:
         try:
-            await self._answer_into(reply, thread, question)
+            await self._answer_into(reply, thread, question, starting)
         except BotError as exc:
             # The placeholder is up: never leave it saying "Thinking…" forever.
             log.error("answer failed in %s: %s", thread, exc)
+            starting.release()
             with contextlib.suppress(SlackError):
                 await reply.fail(notices.describe(exc))
 
-    async def _answer_into(self, reply: ThreadReply, thread: str, question: Question) -> None:
+    async def _answer_into(
+        self, reply: ThreadReply, thread: str, question: Question, starting: Place
+    ) -> None:
         if not question.text.strip():
+            starting.release()
             await reply.fail(notices.EMPTY_QUESTION)
             return
         started = time.monotonic()
@@ -128,9 +142,9 @@ class Answerer:
         )
         if context.note:
             # First, so that it shows even if the answer is cut off.
-            await reply.write(context.note + "\n\n")
+            reply.write(context.note + "\n\n")
         async with self._stops.watch(thread) as stop:
-            outcome = await self._stream_answer(reply, messages, question, started, stop)
+            outcome = await self._stream_answer(reply, messages, question, started, stop, starting)
         await self._store.remember(
             thread,
             Turn("user", question.text, author=question.user),
@@ -149,34 +163,42 @@ class Answerer:
         question: Question,
         started: float,
         stop: Stop,
+        starting: Place,
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools()
-        # Masked and made inert before pacing, so that no batch, cut or history holds a secret.
-        model = _texts(self._inference.stream_chat(messages, tools=tools), outcome)
-        texts = until_stopped(safe_stream(model), stop)
-        try:
-            async with contextlib.aclosing(paced(texts, self._settings.update_interval)) as batches:
-                async for batch in batches:
+        # Masked and made inert before it is written, so no message, cut or history holds a
+        # secret.
+        model = safe_stream(_texts(self._inference.stream_chat(messages, tools=tools), outcome))
+
+        async def pour() -> None:
+            async with contextlib.aclosing(model):
+                async for piece in model:
                     if outcome.first_text_seconds is None:
                         outcome.first_text_seconds = round(time.monotonic() - started, 3)
-                    await reply.write(batch)
+                        starting.release()  # streaming now: the next answer may start
+                    reply.write(piece)
+
+        try:
+            await until_stopped(pour(), stop)
         except InferenceError as exc:
             log.warning("inference failed: %r", exc)
             outcome.error = type(exc).__name__
             await reply.fail(notices.describe(exc))
             return outcome
+        finally:
+            starting.release()
         if stop.by is not None:
             # What was shown stays; a half-made proposal is not acted on.
             log.info("answer stopped", extra={"stopped_by": stop.by})
             outcome.finish = "stopped"
-            await reply.write(("\n\n" if reply.text else "") + shown(notices.stopped_by(stop.by)))
+            reply.write(("\n\n" if reply.text else "") + shown(notices.stopped_by(stop.by)))
             await reply.finish(footer=self._footer(outcome, started))
             return outcome
         if outcome.finish == "length":
-            await reply.write("\n\n" + notices.LENGTH_LIMIT)
+            reply.write("\n\n" + notices.LENGTH_LIMIT)
         if was_cut(question):  # the model read the note; the person reads it here
-            await reply.write(f"\n\n_{CUT_NOTE}_")
+            reply.write(f"\n\n_{CUT_NOTE}_")
         if outcome.tool_calls:
             asker = Asker(
                 question.user, question.team, question.channel, question.thread_ts, question.ts
@@ -185,7 +207,7 @@ class Answerer:
             if waits_for_click(notes):
                 reply.session_status = Status.SUSPENDED.value
             # The notes quote the runbook names and values the model chose.
-            await reply.write(("\n\n" if reply.text else "") + shown("\n".join(notes)))
+            reply.write(("\n\n" if reply.text else "") + shown("\n".join(notes)))
         # The answer's trace id names it on its feedback buttons and in its log lines.
         await reply.finish(footer=self._footer(outcome, started), answer=logs.current_id())
         return outcome
@@ -243,8 +265,8 @@ def _session_of(question: Question) -> Thread:
     return Thread(team=question.team, channel=question.channel, thread_ts=question.thread_ts)
 
 
-def _place_of(question: Question) -> Place:
-    return Place(
+def _place_of(question: Question) -> ReplyPlace:
+    return ReplyPlace(
         channel=question.channel,
         thread_ts=question.thread_ts,
         user=question.user,

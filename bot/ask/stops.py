@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.errors import StateError
 from bot.state import keys
@@ -82,27 +83,18 @@ class StopSignals:
                     stop.press(mark.user)
 
 
-async def until_stopped(source: AsyncGenerator[str, None], stop: Stop) -> AsyncIterator[str]:
-    """``source`` until it ends or ``stop`` is pressed; then it is closed at once (for a
-    model stream: its HTTP response), even while it waits for its next piece."""
+async def until_stopped(work: Coroutine[Any, Any, None], stop: Stop) -> None:
+    """Run ``work`` until it ends or ``stop`` is pressed; then it is cancelled at once (for
+    a model stream: its HTTP response closes as it unwinds), even mid-wait. One task for
+    the whole answer, not one per piece."""
+    task = asyncio.ensure_future(work)
     pressed = asyncio.ensure_future(stop.pressed.wait())
-    upcoming: asyncio.Future[str] | None = None
     try:
-        async with contextlib.aclosing(source):
-            try:
-                while not stop.pressed.is_set():
-                    upcoming = asyncio.ensure_future(anext(source))
-                    await asyncio.wait({upcoming, pressed}, return_when=asyncio.FIRST_COMPLETED)
-                    if not upcoming.done():
-                        return  # pressed while the source waits: cancelled below
-                    try:
-                        piece = upcoming.result()
-                    except StopAsyncIteration:
-                        return
-                    yield piece
-            finally:
-                if upcoming is not None and not upcoming.done():
-                    upcoming.cancel()  # the generator closes its stream as it unwinds
-                    await asyncio.wait({upcoming})
+        await asyncio.wait({task, pressed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         pressed.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if not task.cancelled():
+        task.result()  # its error, if it failed

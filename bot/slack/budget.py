@@ -68,6 +68,27 @@ class SlackBudget:
             await asyncio.sleep(wait)
         return True
 
+    async def take_first(
+        self, choices: list[tuple[str, str]], max_wait: float | None = None
+    ) -> str | None:
+        """Wait for the soonest slot among ``(method, scope)`` choices, and say which
+        method it is for; None (nothing reserved) if it is further away than ``max_wait``.
+        Fails open on the first choice when Redis is unreachable, as ``take`` does."""
+        paced = [(m, _scope(m, s), self._tiers[m]) for m, s in choices if m in self._tiers]
+        if len(paced) < len(choices):
+            return next(m for m, _ in choices if m not in self._tiers)
+        try:
+            found = await self._store.reserve_first(paced, max_wait)
+        except StateError as exc:
+            log.warning("Slack budget unavailable (%s); calling %s unpaced", exc, choices[0][0])
+            return choices[0][0]
+        if found is None:
+            return None
+        index, wait = found
+        if wait:
+            await asyncio.sleep(wait)
+        return paced[index][0]
+
     async def block(self, method: str, seconds: float, scope: str = "") -> None:
         """Hold ``method`` for everyone until Slack's Retry-After has passed."""
         rate = self._tiers.get(method)
