@@ -50,6 +50,11 @@ class SlackBudget:
         self._store = store
         self._tiers = TIERS if tiers is None else tiers
 
+    def spacing(self, method: str) -> float:
+        """Seconds between calls to ``method`` at its sustained rate (0: not paced)."""
+        rate = self._tiers.get(method)
+        return 60 / rate.per_minute if rate else 0.0
+
     async def take(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
         """Wait for a slot for ``method``; False (nothing reserved) if it is further away
         than ``max_wait`` seconds. Fails open when Redis is unreachable: Slack's own 429s

@@ -69,6 +69,7 @@ FIRST_POST_WAIT = 1.0
 # by the sooner of an edit and a continuation below; one shorter than MIN_TAIL is not worth
 # a message of its own and waits up to TAIL_EDIT_WAIT for the edit.
 EDIT_WAIT = 2.0
+TURN_WAIT = 1.0
 MIN_TAIL = 24
 TAIL_EDIT_WAIT = 8.0
 
@@ -103,6 +104,8 @@ class Replier:
     update_interval: float = 1.0
     # Feedback buttons for a finished answer, given its id (``bot.render.buttons.feedback``).
     feedback: Callable[[str], blocks.Block] | None = None
+    # Answers being written by this process now: they share the mid-answer budget.
+    writing: int = 0
 
     async def pace(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
         return await self.budget.take(method, scope, max_wait)
@@ -147,6 +150,7 @@ class ThreadReply:
         self.session_sent = False
 
     async def __aenter__(self) -> ThreadReply:
+        self._r.writing += 1
         return self
 
     async def __aexit__(
@@ -155,6 +159,7 @@ class ThreadReply:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self._r.writing -= 1
         for task in [self._delivery, *self._cleanups]:
             if task is not None and not task.done():
                 task.cancel()
@@ -254,10 +259,18 @@ class ThreadReply:
             return math.inf
         now = time.monotonic()
         if self._ts is not None:
-            return self._last_send + self._r.update_interval - now
+            return self._last_send + self._mid_interval() - now
         if self._messages or _readable_head(self._pending):
             return 0.0  # a continuation, or a first message that reads as something
         return (self._first_text_at or now) + FIRST_POST_WAIT - now
+
+    def _mid_interval(self) -> float:
+        """Fair turns: answers written at once share the budget of mid-answer sends, so a
+        busy hour means fewer, larger updates for every answer rather than many for a few
+        (and more calls than the budget has). Alone, an answer updates every interval."""
+        method = "chat.appendStream" if self._native else "chat.update"
+        share = self._r.writing * self._r.budget.spacing(method)
+        return max(self._r.update_interval, share)
 
     async def _send(self) -> None:
         if self._native and self._ts is not None and self._stream_too_old():
@@ -355,9 +368,17 @@ class ThreadReply:
         short = len(cut.head.strip()) < MIN_TAIL
         if await self._r.pace("chat.update", max_wait=TAIL_EDIT_WAIT if short else EDIT_WAIT):
             return "chat.update"
-        return await self._r.budget.take_first(
-            [("chat.update", ""), ("chat.postMessage", self._place.channel)]
-        )
+        # Then whichever budget has a slot soon. The channel's slots go first to answers
+        # that show nothing yet (they reserve without a limit): this one, which shows its
+        # first part, asks again each turn until its channel's queue has room.
+        while True:
+            method = await self._r.budget.take_first(
+                [("chat.update", ""), ("chat.postMessage", self._place.channel)],
+                max_wait=TURN_WAIT,
+            )
+            if method is not None:
+                return method
+            await asyncio.sleep(TURN_WAIT)
 
     def _take(self, sent: str) -> Cut:
         """What to send now: all that fits in the message, or, for the first message of an
