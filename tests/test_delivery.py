@@ -149,3 +149,21 @@ async def test_a_final_send_keeps_its_turn_from_mid_answer_sends(redis_url: str)
         assert chosen == "chat.postMessage"
     finally:
         await client.aclose()
+
+
+async def test_short_answers_crowding_one_channel_each_take_one_post(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference, budgets: BudgetStore
+) -> None:
+    # More answers than the channel can post at once: a first message posted after two
+    # words would cost its answer a second call later, and split a one-liner in two.
+    await hold(budgets, "chat.startStream", 60)
+    answers = {f"1210.{i}": " ".join(f"c{i}w{n}" for n in range(12)) for i in range(5)}
+    for text in answers.values():
+        inference.reply_text(text, pieces=12, delay=0.01)
+    await asyncio.gather(*(bot.event(mention("one-liner?", ts)) for ts in answers))
+    expected = sorted(answers.values())
+    await slack.wait_for(
+        lambda s: sorted(answer_in(s, CHANNEL, ts) for ts in answers) == expected, timeout=15
+    )
+    assert [len(slack.messages(CHANNEL, ts)) for ts in answers] == [1] * 5
+    assert slack.count("chat.update") == 0

@@ -87,11 +87,13 @@ class Answerer:
     async def answer(self, thread: str, question: Question) -> None:
         """Stream the answer into the question's thread and remember the exchange. A failure
         once the reply is open is shown in it; only failing to open it is raised."""
-        async with self._admission.place() as starting:
+        # The reply is counted among those waiting to show text from the moment the answer
+        # waits for its start: their first posts come before other answers' continuations.
+        reply = self._replier.open(_place_of(question))
+        async with reply, self._admission.place() as starting:
             if not await self._access.admits(question):
                 return  # a guest or an outsider: told once, and no model call, nothing shown
-            async with self._replier.open(_place_of(question)) as reply:
-                await self._answer_in_session(reply, thread, question, starting)
+            await self._answer_in_session(reply, thread, question, starting)
 
     async def _answer_in_session(
         self, reply: ThreadReply, thread: str, question: Question, starting: Place

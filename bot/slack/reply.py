@@ -29,6 +29,7 @@ import functools
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -61,10 +62,13 @@ PERMANENT_REFUSALS = {
 # A stream Slack has closed: it keeps what it shows, and needs no call to end it.
 STREAM_GONE = {"message_not_in_streaming_state", "message_not_found", "stopped_by_user"}
 
-# A first message is posted once it reads as something (this many characters, to a word
-# boundary, or a whole line), or once the first text has waited FIRST_POST_WAIT.
-MIN_HEAD = 24
+# A first message is posted once it reads as something (two words and this many characters,
+# or a whole line), or once the first text has waited FIRST_POST_WAIT.
+MIN_HEAD = 12
 FIRST_POST_WAIT = 1.0
+# In a channel where other answers are waiting for a post too, a first message waits for
+# its answer to end, or this long.
+CROWDED_FIRST_POST_WAIT = 0.5
 # The finishing text of a message being edited waits up to EDIT_WAIT for an edit, then goes
 # by the sooner of an edit and a continuation below; one shorter than MIN_TAIL is not worth
 # a message of its own and waits up to TAIL_EDIT_WAIT for the edit.
@@ -106,6 +110,9 @@ class Replier:
     feedback: Callable[[str], blocks.Block] | None = None
     # Answers being written by this process now: they share the mid-answer budget.
     writing: int = 0
+    # Per channel, this process's answers that will need a post of the channel's to show
+    # their first text: a continuation waits while there are any (they come first).
+    unshown: Counter[str] = field(default_factory=Counter)
 
     async def pace(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
         return await self.budget.take(method, scope, max_wait)
@@ -134,6 +141,7 @@ class ThreadReply:
         self._first_text_at: float | None = None
         self._last_send = 0.0
         self._delivery: asyncio.Task[None] | None = None
+        self._unshown = False  # counted in the replier's ``unshown`` until it shows text
         self._busy = False  # the workspace had no chat.startStream slot for this answer
         # Messages to end (a stream to stop, a failed one to freeze) once the text has gone
         # on below them: started after the next post, awaited before the answer is done.
@@ -151,6 +159,8 @@ class ThreadReply:
 
     async def __aenter__(self) -> ThreadReply:
         self._r.writing += 1
+        self._r.unshown[self._place.channel] += 1
+        self._unshown = True
         return self
 
     async def __aexit__(
@@ -160,6 +170,7 @@ class ThreadReply:
         trace: TracebackType | None,
     ) -> None:
         self._r.writing -= 1
+        self._shown()
         for task in [self._delivery, *self._cleanups]:
             if task is not None and not task.done():
                 task.cancel()
@@ -172,6 +183,7 @@ class ThreadReply:
             await self._set_status("is thinking…")
         if self._native:
             if await self._start_stream():
+                self._shown()  # a stream of its own: it needs no post of the channel's
                 return
             if self._busy:
                 # No stream slot: the workspace is busy. A placeholder would only queue its
@@ -180,6 +192,7 @@ class ThreadReply:
         await self._r.pace("chat.postMessage", self._place.channel)
         self._ts = await self._post(blocks.thinking(), "Thinking…")
         self._messages += 1
+        self._shown()
 
     def write(self, text: str) -> None:
         """Add text to the answer. It reaches Slack with the next send, which never waits
@@ -221,6 +234,13 @@ class ThreadReply:
 
     # -- delivery --------------------------------------------------------------------------
 
+    def _shown(self) -> None:
+        if self._unshown:
+            self._unshown = False
+            self._r.unshown[self._place.channel] -= 1
+            if not self._r.unshown[self._place.channel]:
+                del self._r.unshown[self._place.channel]
+
     def _deliver_soon(self) -> None:
         if self._delivery is None:
             self._delivery = asyncio.create_task(self._deliver())
@@ -260,9 +280,17 @@ class ThreadReply:
         now = time.monotonic()
         if self._ts is not None:
             return self._last_send + self._mid_interval() - now
-        if self._messages or _readable_head(self._pending):
-            return 0.0  # a continuation, or a first message that reads as something
-        return (self._first_text_at or now) + FIRST_POST_WAIT - now
+        if self._messages:
+            return 0.0  # a continuation: the message above is full or closed
+        first_text_at = self._first_text_at or now
+        if self._r.unshown[self._place.channel] > 1:
+            # Other answers wait for this channel's posts: a partial first message would
+            # cost it one more post later (and split a short answer in two). Post when
+            # done, or after a short wait with what there is.
+            return first_text_at + CROWDED_FIRST_POST_WAIT - now
+        if _readable_head(self._pending):
+            return 0.0  # a first message that reads as something
+        return first_text_at + FIRST_POST_WAIT - now
 
     def _mid_interval(self) -> float:
         """Fair turns: answers written at once share the budget of mid-answer sends, so a
@@ -289,6 +317,7 @@ class ThreadReply:
         closing = self._closing if cut.last else []
         self._ts = await self._post([blocks.markdown(cut.head), *closing], clip(cut.head))
         self._messages += 1
+        self._shown()
         self._native = False  # a continuation is a message of its own
         self._start_behind()
         self._sent_now(cut, closing)
@@ -368,14 +397,14 @@ class ThreadReply:
         short = len(cut.head.strip()) < MIN_TAIL
         if await self._r.pace("chat.update", max_wait=TAIL_EDIT_WAIT if short else EDIT_WAIT):
             return "chat.update"
-        # Then whichever budget has a slot soon. The channel's slots go first to answers
-        # that show nothing yet (they reserve without a limit): this one, which shows its
-        # first part, asks again each turn until its channel's queue has room.
+        # Then whichever budget has a slot soon. The channel's posts go first to answers
+        # that show nothing yet: this one shows its first part, so while any are waiting
+        # it only asks for an edit, turn by turn.
         while True:
-            method = await self._r.budget.take_first(
-                [("chat.update", ""), ("chat.postMessage", self._place.channel)],
-                max_wait=TURN_WAIT,
-            )
+            choices = [("chat.update", "")]
+            if not self._r.unshown[self._place.channel]:
+                choices.append(("chat.postMessage", self._place.channel))
+            method = await self._r.budget.take_first(choices, max_wait=TURN_WAIT)
             if method is not None:
                 return method
             await asyncio.sleep(TURN_WAIT)
@@ -541,11 +570,12 @@ class Cut:
 
 def _readable_head(text: str) -> int:
     """How much of ``text`` reads well as a first message on its own: up to its last line
-    break, or, past ``MIN_HEAD`` characters, its last word; 0 when not yet."""
+    break, or to its last word once that makes ``MIN_HEAD`` characters and two words (no
+    one-word messages); 0 when not yet."""
     line = text.rfind("\n")
     if line > 0 and text[:line].strip():
         return line + 1
-    if len(text) < MIN_HEAD:
-        return 0
     space = text.rfind(" ")
-    return space + 1 if space >= MIN_HEAD // 2 else 0
+    if space + 1 < MIN_HEAD or len(text[:space].split()) < 2:
+        return 0
+    return space + 1
