@@ -9,6 +9,7 @@ Other processes' use of a budget is written into Redis the way a Slack 429 holds
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -167,3 +168,46 @@ async def test_short_answers_crowding_one_channel_each_take_one_post(
     )
     assert [len(slack.messages(CHANNEL, ts)) for ts in answers] == [1] * 5
     assert slack.count("chat.update") == 0
+
+
+async def test_a_continuation_lets_an_answer_showing_nothing_post_first(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference, budgets: BudgetStore
+) -> None:
+    await hold(budgets, "chat.startStream", 60)
+    await hold(budgets, "chat.update", 60)  # finishing text can only be continued below
+    first = " ".join(f"a{n}" for n in range(60))
+    inference.reply_text(first, pieces=60, delay=0.02)
+    await bot.event(mention("long answer", "1220.1"))
+    await slack.wait_for(lambda s: bool(s.messages(CHANNEL, "1220.1")))
+    # The next answer's model is slow to start: it shows nothing while the first one's
+    # finishing text wants the channel.
+    inference.reply_pieces(["Later answer ", "of the second question."], delay=1.5)
+    await bot.event(mention("slow model", "1221.1"))
+    await wait_answer(slack, CHANNEL, "1220.1", first)
+    await wait_answer(slack, CHANNEL, "1221.1", "Later answer of the second question.")
+    posts = [c.params["thread_ts"] for c in thread_calls(slack, "chat.postMessage")]
+    assert posts[:3] == ["1220.1", "1221.1", "1220.1"]
+
+
+async def test_answers_written_at_once_share_the_edits_between_them(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    # Four answers edit their messages at once: each gets its first text and its last, and
+    # none takes the workspace's few edits for updates of its own in between.
+    slack.refuse_streaming(CHANNEL)
+    answers = {f"1230.{i}": " ".join(f"e{i}w{n}" for n in range(40)) for i in range(4)}
+    for text in answers.values():
+        inference.reply_text(text, pieces=40, delay=0.03)
+    await asyncio.gather(*(bot.event(mention("edit me", ts)) for ts in answers))
+    expected = sorted(answers.values())
+    await slack.wait_for(
+        lambda s: sorted(answer_in(s, CHANNEL, ts) for ts in answers) == expected, timeout=20
+    )
+    thread_of = {m.ts: m.thread_ts for m in slack.messages(CHANNEL)}
+    texts = slack.calls_to("chat.update") + slack.calls_to("chat.postMessage")
+    per_thread = Counter(
+        c.params.get("thread_ts") or thread_of[c.params["ts"]]
+        for c in texts
+        if "Thinking" not in str(c.params.get("text"))
+    )
+    assert sorted(per_thread.values()) == [2, 2, 2, 2], per_thread

@@ -73,7 +73,10 @@ CROWDED_FIRST_POST_WAIT = 0.5
 # by the sooner of an edit and a continuation below; one shorter than MIN_TAIL is not worth
 # a message of its own and waits up to TAIL_EDIT_WAIT for the edit.
 EDIT_WAIT = 2.0
+# A continuation lets answers that show nothing yet go first in its channel, asking again
+# every TURN_WAIT, for YIELD_MAX at most (a busy channel never starves it).
 TURN_WAIT = 1.0
+YIELD_MAX = 5.0
 MIN_TAIL = 24
 TAIL_EDIT_WAIT = 8.0
 
@@ -138,6 +141,7 @@ class ThreadReply:
         self.text = ""
         self._done = False
         self._more = asyncio.Event()  # text arrived, or the answer is done
+        self._ended = asyncio.Event()  # the answer is done
         self._first_text_at: float | None = None
         self._last_send = 0.0
         self._delivery: asyncio.Task[None] | None = None
@@ -218,6 +222,7 @@ class ThreadReply:
         self._closing = closing
         self._done = True
         self._more.set()
+        self._ended.set()
         self._deliver_soon()
         assert self._delivery is not None
         await self._delivery
@@ -265,32 +270,35 @@ class ThreadReply:
         would read as something, or a message's next update is due); False once the answer
         is done and everything is sent."""
         while not self._done:
-            wait = self._due_in()
+            wait, new_text_counts = self._due_in()
             if wait <= 0:
                 return True
-            self._more.clear()
+            # Waiting out an interval, new text changes nothing: only the end wakes us.
+            wake = self._more if new_text_counts else self._ended
+            wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(None if wait == math.inf else wait):
-                    await self._more.wait()
+                    await wake.wait()
         return bool(self._pending)
 
-    def _due_in(self) -> float:
+    def _due_in(self) -> tuple[float, bool]:
+        """Seconds until the next send, and whether new text may bring it forward."""
         if not self._pending:
-            return math.inf
+            return math.inf, True
         now = time.monotonic()
         if self._ts is not None:
-            return self._last_send + self._mid_interval() - now
+            return self._last_send + self._mid_interval() - now, False
         if self._messages:
-            return 0.0  # a continuation: the message above is full or closed
+            return 0.0, False  # a continuation: the message above is full or closed
         first_text_at = self._first_text_at or now
         if self._r.unshown[self._place.channel] > 1:
             # Other answers wait for this channel's posts: a partial first message would
             # cost it one more post later (and split a short answer in two). Post when
             # done, or after a short wait with what there is.
-            return first_text_at + CROWDED_FIRST_POST_WAIT - now
+            return first_text_at + CROWDED_FIRST_POST_WAIT - now, False
         if _readable_head(self._pending):
-            return 0.0  # a first message that reads as something
-        return first_text_at + FIRST_POST_WAIT - now
+            return 0.0, False  # a first message that reads as something
+        return first_text_at + FIRST_POST_WAIT - now, True
 
     def _mid_interval(self) -> float:
         """Fair turns: answers written at once share the budget of mid-answer sends, so a
@@ -398,13 +406,17 @@ class ThreadReply:
         if await self._r.pace("chat.update", max_wait=TAIL_EDIT_WAIT if short else EDIT_WAIT):
             return "chat.update"
         # Then whichever budget has a slot soon. The channel's posts go first to answers
-        # that show nothing yet: this one shows its first part, so while any are waiting
-        # it only asks for an edit, turn by turn.
+        # that show nothing yet: while any are waiting, this one, which shows its first
+        # part, asks only for an edit, turn by turn, for YIELD_MAX at most.
+        yield_until = time.monotonic() + YIELD_MAX
         while True:
             choices = [("chat.update", "")]
-            if not self._r.unshown[self._place.channel]:
+            yielding = self._r.unshown[self._place.channel] and time.monotonic() < yield_until
+            if not yielding:
                 choices.append(("chat.postMessage", self._place.channel))
-            method = await self._r.budget.take_first(choices, max_wait=TURN_WAIT)
+            method = await self._r.budget.take_first(
+                choices, max_wait=TURN_WAIT if yielding else None
+            )
             if method is not None:
                 return method
             await asyncio.sleep(TURN_WAIT)
