@@ -88,8 +88,9 @@ METHODS = """\
   ended (one that became whole only while the bots were being stopped included) counts as
   +inf and reads "> T", T the phase's length in s, so a p99 or max never describes only the
   answers that made it; "k/n complete" says how many did. A thread that later stops reading
-  as the answer (a notice added, an edit) keeps its first stamp; the Exact row reads the end
-  state. The ratio column says n/a where a side is +inf.
+  as the answer (a notice added, an edit) keeps its first stamp. The Exact row reads the
+  threads after the bots were stopped, so it also counts answers made whole while they
+  stopped. The ratio column says n/a where a side is +inf.
 - **Exact.** The thread's message bodies as FakeSlack renders them, joined, equal the model
   text. **Slack calls per answer**: every Web API call the fake received in the phase
   (429-refused calls and SDK retries included, auth.test excluded) / answers asked.
