@@ -78,6 +78,19 @@ METHODS = """\
   minus the bench's `time.monotonic()` just before it tells the sender to start the burst.
   It includes the ack, queueing for a worker, the answer's start-up and the model's first
   token (the fake model answers at once), so it can only be larger than the figure above.
+- **Burst start → answer complete** (what people wait for the whole answer). The bench's
+  FakeSlack subclass (bench/fakes.py) is told each thread's model text. After every call it
+  accepted among postMessage / update / startStream / appendStream / stopStream, it renders
+  that call's thread as the Exact figure does (the bot's message bodies in the thread,
+  joined) and, the first time that equals the model's whole text, keeps the call's arrival
+  stamp (`SlackCall.at`). The figure is that stamp minus the burst start, per answer, as
+  p50 / p99 / max in seconds over **all** answers asked: one not complete when the phase
+  ended (one that became whole only while the bots were being stopped included) counts as
+  +inf and reads "> T", T the phase's length in s, so a p99 or max never describes only the
+  answers that made it; "k/n complete" says how many did. A thread that later stops reading
+  as the answer (a notice added, an edit) keeps its first stamp. The Exact row reads the
+  threads after the bots were stopped, so it also counts answers made whole while they
+  stopped. The ratio column says n/a where a side is +inf.
 - **Exact.** The thread's message bodies as FakeSlack renders them, joined, equal the model
   text. **Slack calls per answer**: every Web API call the fake received in the phase
   (429-refused calls and SDK retries included, auth.test excluded) / answers asked.
@@ -88,7 +101,11 @@ METHODS = """\
   history; or the question was taken, its thread is idle (no lock, empty queue) and no work
   is pending anywhere (no process has work registered, every other list of the bot's keys
   is empty, no stream consumer group has pending or unread entries), so that questions
-  handed to a worker and not yet picked up do not count as given up.
+  handed to a worker and not yet picked up do not count as given up. And in Slack: every
+  thread reads as its whole answer, or no call that changes a thread (429-refused ones
+  included) has arrived for 5 s, so that an answer remembered before its last text reached
+  Slack is not cut off while one the bot gave up on does not hold the phase to its window.
+  burst200's window (60 s) leaves room to see answers that finish after the 15 s target.
 - **Memory.** VmRSS from /proc/PID/status of every OS process of every bot (web and each
   worker apart), sampled every 0.25 s; the figure is the sample taken while the number of
   open model streams (counted by the fake) was at its peak, shown with that peak. VmHWM is

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.fakes import Script, TimedInference
+from bench.fakes import Script, TieredSlack, TimedInference
 from tests.fakes import FakeSlack, SlackCall
 from tests.fakes.slack_model import visible_text
 
@@ -34,6 +34,9 @@ class Outcome:
     # The burst's start (all its events sent at once) -> first text Slack accepted: what the
     # person waits, acknowledgement, queueing, start-up and the model included.
     since_burst_ms: float | None
+    # The burst's start -> arrival of the accepted call after which the thread first read as
+    # the whole answer (TieredSlack.completed); None: not complete when the phase ended.
+    complete_ms: float | None
     intervals: list[float]  # seconds between accepted text updates of this answer
 
 
@@ -72,8 +75,14 @@ def calls_by_thread(slack: FakeSlack) -> dict[str, list[SlackCall]]:
 
 
 def outcomes(
-    slack: FakeSlack, inference: TimedInference, asks: Sequence[Ask], burst_at: float
+    slack: TieredSlack,
+    inference: TimedInference,
+    asks: Sequence[Ask],
+    burst_at: float,
+    ended_at: float,
 ) -> list[Outcome]:
+    """Per ask; ``ended_at`` is the end of the phase (monotonic): an answer that became whole
+    only later, while the bots were being stopped, does not count as complete."""
     threads = calls_by_thread(slack)
     results = []
     for ask in asks:
@@ -88,12 +97,14 @@ def outcomes(
         streams = inference.times.get(ask.question, [])
         first_token = streams[0].first_token if streams else None
         first_ms = (shown[0] - first_token) * 1000 if shown and first_token else None
+        complete_at = slack.completed.get((ask.channel, ask.thread_ts), math.inf)
         results.append(
             Outcome(
                 exact="".join(slack.thread_bodies(ask.channel, ask.thread_ts)) == answer,
                 attempts=max(len(streams), sum(1 for c in calls if c.method == STATUS_METHOD)),
                 first_visible_ms=first_ms,
                 since_burst_ms=(shown[0] - burst_at) * 1000 if shown else None,
+                complete_ms=(complete_at - burst_at) * 1000 if complete_at <= ended_at else None,
                 intervals=[b - a for a, b in itertools.pairwise(shown)],
             )
         )

@@ -1,8 +1,9 @@
 """The test fakes, with the per-question scripts, timestamps and limits the benchmark needs.
 
 ``tests/fakes`` is used as is. ``TieredSlack`` adds per-channel token buckets (FakeSlack's
-``limit`` is per method, but Slack limits chat.postMessage per channel). ``TimedInference``
-adds two things in a subclass:
+``limit`` is per method, but Slack limits chat.postMessage per channel) and notes, for each
+thread whose answer it was told (``expect_answer``), the first accepted call after which the
+thread reads as that answer (``completed``). ``TimedInference`` adds two things in a subclass:
 
 * each question gets its own scripted answer (the test fake's scripts are first-in first-out,
   which cannot tell concurrent questions apart), looked up by the question's text;
@@ -25,11 +26,20 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bench.rig import BOT_TOKEN, INFERENCE_KEY
-from tests.fakes import FakeInference, FakeSlack
+from tests.fakes import FakeInference, FakeSlack, Message
 from tests.fakes.inference import _Reply
 from tests.fakes.slack_model import Json as SlackJson
 
 Json = dict[str, object]
+
+# The methods that change what a thread shows (the bot's answers use no others).
+BODY_METHODS = (
+    "chat.postMessage",
+    "chat.update",
+    "chat.startStream",
+    "chat.appendStream",
+    "chat.stopStream",
+)
 
 
 @dataclass(frozen=True)
@@ -140,17 +150,41 @@ class Bucket:
 
 
 class TieredSlack(FakeSlack):
-    """FakeSlack with optional per-channel rate limits, answered like its own (429)."""
+    """FakeSlack with optional per-channel rate limits, answered like its own (429), and the
+    moment each expected answer first reads whole in its thread."""
 
     def __init__(self) -> None:
         super().__init__(token=BOT_TOKEN)
         self._per_channel: dict[str, tuple[float, int]] = {}
         self._channel_buckets: dict[tuple[str, str], Bucket] = {}
+        # (channel, thread_ts) -> the model's whole answer, and -> SlackCall.at of the call
+        # after which the thread's bodies, joined, first equalled it.
+        self._expected: dict[tuple[str, str], str] = {}
+        self.completed: dict[tuple[str, str], float] = {}
+        # The bot's messages by thread and by ts, indexed as they are posted (the fake only
+        # ever appends to its message list), so each check reads one thread, not all.
+        self._indexed = 0
+        self._thread_messages: dict[tuple[str, str], list[Message]] = {}
+        self._message_thread: dict[tuple[str, str], tuple[str, str]] = {}
+        self.last_body_call = time.monotonic()  # arrival of the latest BODY_METHODS call
 
     def limit_per_channel(self, method: str, per_minute: float, burst: int) -> None:
         self._per_channel[method] = (per_minute, burst)
 
+    def expect_answer(self, channel: str, thread_ts: str, text: str) -> None:
+        self._expected[(channel, thread_ts)] = text
+
     def _respond(
+        self, method: str, params: SlackJson, request: web.Request
+    ) -> tuple[int, SlackJson, dict[str, str]]:
+        status, body, headers = self._limited(method, params, request)
+        if method in BODY_METHODS:
+            self.last_body_call = time.monotonic()
+            if status == 200 and body.get("ok"):
+                self._note_completion(params)
+        return status, body, headers
+
+    def _limited(
         self, method: str, params: SlackJson, request: web.Request
     ) -> tuple[int, SlackJson, dict[str, str]]:
         tier = self._per_channel.get(method)
@@ -163,3 +197,33 @@ class TieredSlack(FakeSlack):
                 retry_after = str(max(1, math.ceil(wait)))
                 return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": retry_after}
         return super()._respond(method, params, request)
+
+    def _note_completion(self, params: SlackJson) -> None:
+        """After an accepted call that may change what a thread shows: when its thread now
+        reads as the expected answer for the first time, stamp it with the call's arrival."""
+        thread = self._thread_of(params)
+        if thread is None or thread in self.completed or thread not in self._expected:
+            return
+        shown = "".join(m.body for m in self._thread_messages.get(thread, []))
+        if shown == self._expected[thread]:
+            self.completed[thread] = self._arrival(params)
+
+    def _thread_of(self, params: SlackJson) -> tuple[str, str] | None:
+        for message in self._messages[self._indexed :]:
+            if message.thread_ts is not None:
+                thread = (message.channel, message.thread_ts)
+                self._thread_messages.setdefault(thread, []).append(message)
+                self._message_thread[(message.channel, message.ts)] = thread
+        self._indexed = len(self._messages)
+        channel = str(params.get("channel") or "")
+        if params.get("thread_ts"):
+            return channel, str(params["thread_ts"])
+        return self._message_thread.get((channel, str(params.get("ts") or "")))
+
+    def _arrival(self, params: SlackJson) -> float:
+        # FakeSlack records the call (with its arrival stamp) before it answers it; its
+        # params are the very dict handed to ``_respond``.
+        for call in reversed(self.calls):
+            if call.params is params:
+                return call.at
+        raise LookupError("a call answered that FakeSlack did not record")

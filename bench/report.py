@@ -71,6 +71,43 @@ def _since_burst(r: PhaseResult) -> Cell:
     return f"{_ms(percentile(ms, 50))} / {_ms(percentile(ms, 99))} (n={len(ms)})", None
 
 
+def _complete_ms(r: PhaseResult) -> list[float]:
+    """Burst start → answer complete, per ask; an answer not complete when the phase ended
+    counts as +inf, so that p50 / p99 / max over all asks read "> the phase's length" as soon
+    as enough of them are missing, instead of describing only the fast ones."""
+    return [math.inf if o.complete_ms is None else o.complete_ms for o in r.outcomes]
+
+
+def _complete_p(r: PhaseResult) -> tuple[float, float]:
+    ms = _complete_ms(r)
+    return percentile(ms, 50), percentile(ms, 99)
+
+
+def _seconds(ms: float, r: PhaseResult) -> str:
+    if math.isnan(ms):
+        return "n/a"
+    return f"> {r.seconds:.0f}" if math.isinf(ms) else f"{ms / 1000:.1f}"
+
+
+def _complete(r: PhaseResult) -> Cell:
+    ms = _complete_ms(r)
+    done = sum(1 for v in ms if math.isfinite(v))
+    figures = " / ".join(
+        _seconds(v, r) for v in (percentile(ms, 50), percentile(ms, 99), max(ms, default=math.nan))
+    )
+    return f"{figures} ({done}/{len(ms)} complete)", None
+
+
+def _complete_within(limit_s: float) -> Callable[[PhaseResult], Cell]:
+    """The same figure, met when every answer is complete within ``limit_s`` of the burst."""
+
+    def cell(r: PhaseResult) -> Cell:
+        ms = _complete_ms(r)
+        return _complete(r)[0], bool(ms) and max(ms) <= limit_s * 1000
+
+    return cell
+
+
 def _cpu_per_k(r: PhaseResult) -> tuple[float]:
     return (r.cpu_seconds / r.tokens * 1000 if r.tokens else math.nan,)
 
@@ -182,6 +219,13 @@ ROWS = (
         BURST,
         _since_burst_ms,
     ),
+    Row(
+        "burst start → answer complete p50 / p99 / max, s",
+        "all complete, max ≤ 15",
+        _complete_within(15.0),
+        BURST,
+        _complete_p,
+    ),
     Row("429 responses from Slack", "0", _rate_limited, BURST),
     Row("answers complete and exact in the window", "", _info(_exact), BURST),
     Row(
@@ -197,6 +241,13 @@ ROWS = (
         _since_burst,
         STREAM,
         _since_burst_ms,
+    ),
+    Row(
+        "burst start → answer complete p50 / p99 / max, s",
+        "",
+        _complete,
+        STREAM,
+        _complete_p,
     ),
     Row("Slack calls per answer (incl. refused)", "", _calls_per_answer, STREAM),
     Row("429 responses from Slack", "0", _rate_limited, STREAM),
@@ -221,6 +272,13 @@ ROWS = (
         OPEN,
         _since_burst_ms,
     ),
+    Row(
+        "burst start → answer complete p50 / p99 / max, s",
+        "",
+        _complete,
+        OPEN,
+        _complete_p,
+    ),
     Row("429 responses from Slack", "0", _rate_limited, OPEN),
     Row("answers complete and exact in the window", "", _info(_exact), OPEN),
 )
@@ -238,7 +296,10 @@ def _ratio(row: Row, by_key: dict[tuple[str, str], PhaseResult]) -> str:
     if row.ratio is None or first is None or second is None:
         return ""
     pairs = zip(row.ratio(first), row.ratio(second), strict=True)
-    return " / ".join(f"{a / b:.2f}" if b and not math.isnan(a / b) else "n/a" for a, b in pairs)
+    # n/a for a missing figure, and for one that is +inf (answers not complete in the phase).
+    return " / ".join(
+        f"{a / b:.2f}" if b and math.isfinite(a) and math.isfinite(b) else "n/a" for a, b in pairs
+    )
 
 
 def _setups(results: Sequence[PhaseResult]) -> list[Setup]:

@@ -46,6 +46,10 @@ SLACK_TIERS: dict[str, tuple[int, int]] = {
 SLACK_CHANNEL_TIERS: dict[str, tuple[int, int]] = {"chat.postMessage": (60, 10)}
 SEND_CONCURRENCY = 50
 SAMPLE_SECONDS = 0.25
+# With every answer done in Redis but some not whole in Slack, how long without a call that
+# changes a thread (429-refused ones included) before the phase ends anyway: a few times the
+# Retry-After the tiers give (1-2 s), so a bot waiting out a refusal is not cut off.
+QUIET_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Load:
     window: float  # seconds to wait after the burst for every answer to be done
 
 
-BURST = Load("burst200", 200, 20, 20, 0.02, 20, 40.0)
+BURST = Load("burst200", 200, 20, 20, 0.02, 20, 60.0)
 STREAM = Load("stream50", 50, 10, 300, 0.02, 0, 110.0)
 OPEN = Load("open500", 500, 100, 80, 0.4, 0, 75.0)
 LOADS = (BURST, STREAM, OPEN)
@@ -220,6 +224,7 @@ async def run_phase(
     async with TieredSlack() as slack, TimedInference() as inference:
         for ask in asks:
             inference.expect(ask.question, ask.script)
+            slack.expect_answer(ask.channel, ask.thread_ts, ask.script.text)
         endpoints = BotEndpoints(slack.base_url, inference.base_url, redis.url)
         names = [f"{load.name}-{setup.key}-bot{n}" for n in range(setup.bots)]
         bots = [BotProcess(name, endpoints, workdir, setup.workers) for name in names]
@@ -241,7 +246,7 @@ async def run_phase(
                 started = time.monotonic()
                 await sender.go()
                 acks = await sender.acks()
-                settled = await _settle(redis.url, asks, started + load.window)
+                settled = await _settle(redis.url, slack, asks, started + load.window)
                 seconds = time.monotonic() - started
                 after = _snapshot(bots)
                 sampler.sample()
@@ -250,7 +255,7 @@ async def run_phase(
         log: Counter[str] = Counter()
         for bot in bots:
             log.update(bot.log_summary())
-        results = outcomes(slack, inference, asks, burst_at=started)
+        results = outcomes(slack, inference, asks, burst_at=started, ended_at=started + seconds)
         # A web process gone at the end took its tree's CPU figures with it: no figure then.
         cpu = _cpu(after) - _cpu(before) if all(after) else math.nan
         at_end = {p.key for tree in after for p in tree}
@@ -284,12 +289,13 @@ async def run_phase(
         )
 
 
-async def _settle(redis_url: str, asks: list[Ask], deadline: float) -> bool:
+async def _settle(redis_url: str, slack: TieredSlack, asks: list[Ask], deadline: float) -> bool:
     """Wait until every answer is done, or ``deadline`` (monotonic) passes.
 
     Done: the answer is in the thread's history (the bot remembers it last), or the question
     was taken and its thread is idle (no lock, empty queue: the bot gave up on it) while no
-    work is pending anywhere (see ``_nothing_pending``).
+    work is pending anywhere (see ``_nothing_pending``); and Slack shows it all (see
+    ``_delivered``).
     """
     client = aioredis.Redis.from_url(redis_url)
     try:
@@ -306,12 +312,27 @@ async def _settle(redis_url: str, asks: list[Ask], deadline: float) -> bool:
                 answered or (taken and not locked and not queued)
                 for answered, taken, locked, queued in zip(*[iter(replies)] * 4, strict=True)
             ]
-            if all(done) and (all(replies[::4]) or await _nothing_pending(client)):
+            if (
+                all(done)
+                and (all(replies[::4]) or await _nothing_pending(client))
+                and _delivered(slack, asks)
+            ):
                 return True
             await asyncio.sleep(0.25)
         return False
     finally:
         await client.aclose()
+
+
+def _delivered(slack: TieredSlack, asks: list[Ask]) -> bool:
+    """Every thread reads as its whole answer, or the bot has made no call that changes a
+    thread for ``QUIET_SECONDS``: an answer the bot remembered before its last text reached
+    Slack is still being delivered, so the phase does not end on it (that would cut its
+    "answer complete" figure short); one it gave up on never completes, and the quiet
+    period ends the wait for it."""
+    if all((ask.channel, ask.thread_ts) in slack.completed for ask in asks):
+        return True
+    return time.monotonic() - slack.last_body_call >= QUIET_SECONDS
 
 
 async def _nothing_pending(client: aioredis.Redis) -> bool:
