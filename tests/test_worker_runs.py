@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.scenarios import (
     CHANNEL,
     SAMPLE,
     BotLog,
+    answer_in,
     card_text,
     click,
     migrate_events,
@@ -166,6 +169,30 @@ async def test_python_m_bot_runs_an_approved_run_in_its_worker_process(
     # The web process (web.1) handed it over; its worker (web.1/worker-0) ran it.
     assert handed["run_id"] == started["run_id"] == rid
     assert started["runner"].startswith("web.1/worker-0#")
+    assert len(inference.agent_requests) == 1
+
+
+async def test_a_run_in_a_worker_cut_off_by_sigterm_is_marked_interrupted(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, start: Any
+) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "tail", "arguments": "{}"}}
+    first = agent_completion("Tailing…", tool_calls=[call], finish_reason="tool_calls")
+    inference.agent_events([("message", first), ("message", agent_completion("never"))], delay=30)
+    runbooks = tmp_path / "runbooks.toml"
+    runbooks.write_text(SAMPLE)
+    env = bot_env(
+        slack, inference, redis_url, RUNBOOKS_FILE=str(runbooks), COPILOT_SHUTDOWN_GRACE="0.5"
+    )
+    bot = await start(env)
+    await bot.wait_for_line("serving HTTP")
+    await _post(bot.url, _slash_run("logs app=shop", slack))  # needs no approval
+    await inference.wait_for_requests(1, path="/v1/agents/heroku")
+    bot.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(bot.proc.wait(), 20) == 0
+    # The worker, told to stop with the web process, said so before it ended.
+    card = card_text(slack)
+    assert "interrupted by a restart" in card and "copilot_cancel" not in card
+    assert "not started again" in answer_in(slack, CHANNEL, slack.messages(CHANNEL)[0].ts)
     assert len(inference.agent_requests) == 1
 
 
