@@ -374,8 +374,9 @@ def _runs(
         ),
         access=access,
         hand_over=hand_over,
-        # Sweeping more often than that (as tests do) finds a lost hand-over sooner.
-        stranded_after=min(STRANDED_AFTER, settings.copilot_sweep_interval),
+        # Sweeping more often (as tests do) finds a lost hand-over sooner; but not within a
+        # second, so that a process begins the runs it decided itself, not its sweep.
+        stranded_after=min(STRANDED_AFTER, max(settings.copilot_sweep_interval, 1.0)),
     )
 
 

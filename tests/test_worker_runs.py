@@ -117,6 +117,23 @@ async def test_an_approved_run_whose_hand_over_was_lost_is_started_by_a_sweep(
     assert len(inference.agent_requests) == 1
 
 
+async def test_a_run_decided_by_a_process_that_died_before_handing_it_over_still_starts(
+    slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, bot_log: BotLog
+) -> None:
+    inference.agent_events(migrate_events())
+    settings = sample_settings(slack, inference, redis_url, tmp_path, copilot_sweep_interval=0.2)
+    async with serve(settings, announce=True) as web:
+        rid = await pending_card(web, slack)
+        # The decision's move alone, as by a web process that died right after it.
+        await web.runtime.requests.move(rid, RunState.APPROVED, BOB)
+        redis = web.runtime.redis
+        assert await queue_holds(redis)
+        async with working(settings):
+            await slack.wait_for(lambda s: "Succeeded" in card_text(s), timeout=10)
+    assert len(bot_log.lines("an approved run was never started; starting it")) == 1
+    assert len(inference.agent_requests) == 1
+
+
 async def test_two_workers_given_the_same_run_start_it_once_and_cancel_reaches_it(
     slack: FakeSlack, inference: FakeInference, redis_url: str, tmp_path: Path, bot_log: BotLog
 ) -> None:
