@@ -249,9 +249,9 @@ class RunService:
             await self.follow(record)
 
     async def begin(self, request_id: str) -> RunRecord | None:
-        """Make the ``approved → running`` move for a run handed over by another process;
-        the record if this process won it and must now ``follow`` the run, else None
-        (another process began it, or it is no longer approved)."""
+        """Make the ``approved → running`` move for a run handed over to this process or
+        found by its sweep: the record if this process made it and must now ``follow`` the
+        run, else None (another process began it, or it is no longer approved)."""
         record = await self._requests.get(request_id)
         if record is None or record.state is not RunState.APPROVED:
             return None
