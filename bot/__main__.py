@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{serve,worker,check,manifest,shell}")
     commands.add_parser("serve", help="serve Slack (the default): HTTP on $PORT, or Socket Mode")
     worker_cmd = commands.add_parser(
-        "worker", help="answer the questions web processes queue (needs REDIS_URL)"
+        "worker",
+        help="answer the questions and run the approved runs web processes queue (needs REDIS_URL)",
     )
     # Set by a web process for the workers it starts, so they end with it.
     worker_cmd.add_argument("--parent", type=int, help=argparse.SUPPRESS)
@@ -146,10 +147,11 @@ async def _work(settings: Settings, parent: int | None, slot: int | None) -> int
     worker = Worker(
         runtime.queue,
         runtime.scheduler,
+        runtime.runs,
         runtime.tasks,
         capacity=settings.copilot_concurrent_answers,
     )
-    log.info("worker ready: answering queued questions")
+    log.info("worker ready: answering queued questions and running approved runs")
     stop = _stop_on_signals()
     # Started by a web process: when it is gone, stop as at SIGTERM rather than linger.
     watcher = asyncio.create_task(watch_parent(parent, stop)) if parent is not None else None

@@ -43,7 +43,7 @@ from bot.runs.approvers import Approvers
 from bot.runs.execution import Executor
 from bot.runs.limits import RunLimits
 from bot.runs.requests import Requests
-from bot.runs.service import RunService
+from bot.runs.service import STRANDED_AFTER, RunService
 from bot.slack.budget import BudgetRetryHandler, SlackBudget
 from bot.slack.calls import slack_errors, web_client
 from bot.slack.events import Identity
@@ -119,7 +119,12 @@ class Runtime:
 
     async def _sweep(self) -> None:
         # Independent: a failure in one must not skip the other.
-        for sweep in (self.runs.sweep_expired, self.recovery.sweep, self.scheduler.rescue_stranded):
+        for sweep in (
+            self.runs.sweep_expired,
+            self.recovery.sweep,
+            self.scheduler.rescue_stranded,
+            self.runs.start_stranded,
+        ):
             try:
                 await sweep()
             except BotError as exc:
@@ -188,9 +193,9 @@ async def build_runtime(
 ) -> Runtime:
     """Everything the bot needs, wired. ``sweeps=False`` (the local shell) leaves the shared
     sweeps alone, so a console never acts on other processes' requests or threads.
-    ``announce=True`` (a web process with workers) hands questions to the work queue
-    instead of answering them here. ``name`` is the process's stable name, ``DYNO`` by
-    default."""
+    ``announce=True`` (a web process with workers) hands questions and approved runs to the
+    work queue instead of answering and running them here. ``name`` is the process's stable
+    name, ``DYNO`` by default."""
     catalog = load_catalog(settings.runbooks_file)
     token = _secret(settings.slack_bot_token)
     identity = await resolve_identity(
@@ -221,6 +226,7 @@ async def build_runtime(
     work = WorkRegistry(
         client, heartbeat_ttl=3 * settings.copilot_heartbeat_interval, name=name or settings.dyno
     )
+    queue = WorkQueue(client, consumer=work.process)
     inflight = InFlight()
     tasks = Background(inflight)
     requests = Requests(RequestStore(client))
@@ -236,7 +242,7 @@ async def build_runtime(
     stops = StopSignals(session_store)
     run_service = _runs(
         settings, catalog, requests, slack, client, http, work, budget, tasks, access, homes,
-        agent_sessions,
+        agent_sessions, queue if announce else None,
     )  # fmt: skip
     votes = Feedback(FeedbackStore(client), settings.inference_model_id)
     homes.attach(run_service, votes)
@@ -297,7 +303,7 @@ async def build_runtime(
         recovery=Recovery(work, slack, scheduler, run_service, tasks, agent_sessions),
         session=session,
         intake=intake,
-        queue=WorkQueue(client, consumer=work.process),
+        queue=queue,
         tasks=tasks,
         requests=requests,
         heartbeat=_heartbeat(settings, work),
@@ -333,6 +339,7 @@ def _runs(
     access: Access,
     homes: HomePublisher,
     agent_sessions: Sessions,
+    hand_over: WorkQueue | None,
 ) -> RunService:
     approvers = Approvers(slack, UserGroupCache(client))
     # Every change a card shows also redraws the App Home of the people it concerns.
@@ -367,6 +374,10 @@ def _runs(
             run_deadline=settings.copilot_run_deadline,
         ),
         access=access,
+        hand_over=hand_over,
+        # Sweeping more often (as tests do) finds a lost hand-over sooner; but not within a
+        # second, so that a process begins the runs it decided itself, not its sweep.
+        stranded_after=min(STRANDED_AFTER, max(settings.copilot_sweep_interval, 1.0)),
     )
 
 

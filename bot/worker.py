@@ -1,10 +1,13 @@
-"""The worker: answers the threads that web processes put on the work queue.
+"""The worker: answers the threads and runs the approved runs that web processes put on the
+work queue.
 
-Answers are the heavy part of the bot (model streams, Slack pacing, Redis state); keeping
-them out of the web process means acknowledging Slack never waits behind them. A worker
-takes as many threads as it has answer slots, tries each thread's lock, acknowledges the
-entry, and answers the thread's queue while it holds the lock. Entries a dead worker had
-taken are claimed again after ``RECLAIM_AFTER`` seconds.
+Answers and agent runs are the heavy part of the bot (model streams, Slack pacing, Redis
+state); keeping them out of the web process means acknowledging Slack never waits behind
+them. A worker takes as many entries as it has slots. For a thread it tries the thread's
+lock, acknowledges the entry, and answers the thread's queue while it holds the lock. For
+a run it tries the ``approved → running`` move, acknowledges the entry, and follows the
+run if the move was its own. Entries a dead worker had taken are claimed again after
+``RECLAIM_AFTER`` seconds.
 
 A worker started by a web process (``--parent``) does not outlive it: once the web process
 is gone (crashed, or killed alone) the worker, itself healthy, stops as at SIGTERM. It
@@ -23,7 +26,8 @@ import time
 from bot.ask import ThreadScheduler
 from bot.background import Background
 from bot.errors import BotError
-from bot.state.work_queue import Entry, WorkQueue
+from bot.runs.service import RunService
+from bot.state.work_queue import Entry, RunEntry, ThreadEntry, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class Worker:
         self,
         queue: WorkQueue,
         scheduler: ThreadScheduler,
+        runs: RunService,
         background: Background,
         *,
         capacity: int,
@@ -49,6 +54,7 @@ class Worker:
     ) -> None:
         self._queue = queue
         self._scheduler = scheduler
+        self._runs = runs
         self._background = background
         self._capacity = capacity
         self._busy = 0
@@ -57,7 +63,7 @@ class Worker:
         self._reclaim_after = reclaim_after
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take and answer threads until ``stop`` is set; answers in progress go on."""
+        """Take entries until ``stop`` is set; answers and runs in progress go on."""
         next_reclaim = 0.0
         while await _ready(self._room, stop):
             try:
@@ -77,9 +83,13 @@ class Worker:
         self._busy += 1
         if self._busy >= self._capacity:
             self._room.clear()
-        self._background.spawn(self._answer(entry), "answering a thread")
+        match entry:
+            case ThreadEntry():
+                self._background.spawn(self._answer(entry), "answering a thread")
+            case RunEntry():
+                self._background.spawn(self._follow(entry), "running an approved run")
 
-    async def _answer(self, entry: Entry) -> None:
+    async def _answer(self, entry: ThreadEntry) -> None:
         try:
             token = await self._scheduler.lock(entry.thread)
             # The lock now says who answers: the entry has done its job either way. One
@@ -92,8 +102,27 @@ class Worker:
             # Unacknowledged entries come back after RECLAIM_AFTER; a taken lock expires.
             log.warning("could not take thread %s: %s", entry.thread, exc)
         finally:
-            self._busy -= 1
-            self._room.set()
+            self._free_slot()
+
+    async def _follow(self, entry: RunEntry) -> None:
+        try:
+            record = await self._runs.begin(entry.run)
+            # The move now says who runs it: the entry has done its job either way. One
+            # left unacknowledged comes back later and finds the run begun.
+            with contextlib.suppress(BotError):
+                await self._queue.done(entry)
+            if record is not None:
+                await self._runs.follow(record)
+        except BotError as exc:
+            # Unacknowledged entries come back after RECLAIM_AFTER; the run stays approved,
+            # where the sweep finds it too.
+            log.warning("could not begin run %s: %s", entry.run, exc)
+        finally:
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        self._busy -= 1
+        self._room.set()
 
 
 async def watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -157,7 +157,9 @@ class working:
 
         self._runtime = await build_runtime(self._settings)
         runtime = self._runtime
-        worker = Worker(runtime.queue, runtime.scheduler, runtime.tasks, **self._options)
+        worker = Worker(
+            runtime.queue, runtime.scheduler, runtime.runs, runtime.tasks, **self._options
+        )
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(worker.run(self._stop))
         return runtime

@@ -17,7 +17,7 @@ from bot.conversation import CUT_NOTE, MAX_QUESTION_BYTES
 from bot.state import keys
 from bot.state.requests import RequestStore
 from tests.fakes import FakeInference, FakeSlack
-from tests.rig import BotUnderTest, serve, settings_for
+from tests.rig import BotUnderTest, serve, settings_for, working
 from tests.scenarios import (
     ALICE,
     BOB,
@@ -33,6 +33,7 @@ from tests.scenarios import (
     pending_card,
     run,
     wait_answer,
+    wait_until,
 )
 
 ASK_AGAIN = re.compile(
@@ -196,14 +197,19 @@ async def test_every_key_the_bot_writes_has_a_ttl_or_a_cap(
     settings = settings_for(slack, inference, redis_url, runbooks_file=str(path))
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        # A web process with no worker: questions wait, as they do when workers are down.
         async with serve(settings, announce=True) as bot:
+            await run(bot, slack, "migrate app=shop-staging")  # waits for approval
+            async with working(settings):  # a worker runs what needs no approval
+                await run(bot, slack, "logs app=shop", user=BOB)  # runs at once
+                await slack.wait_for(lambda s: "Succeeded" in json.dumps(blocks_in(s)), timeout=10)
+            # Then no worker: questions and approved runs wait, as when workers are down.
             await bot.event(mention("anyone there?", "95.1"))
             await bot.event(mention("hello?", "95.2"))  # past the limit: told once
             await slack.wait_for(lambda s: bool(replies_matching(s, "the limit")))
-            await run(bot, slack, "migrate app=shop-staging")  # waits for approval
-            await run(bot, slack, "logs app=shop", user=BOB)  # runs at once
-            await slack.wait_for(lambda s: "Succeeded" in json.dumps(blocks_in(s)), timeout=10)
+            await run(bot, slack, "logs app=shop", user=BOB)  # handed over, waits
+            await wait_until(
+                lambda: client.exists(keys.approved_runs()), "the approved run waits to start"
+            )
             await click(bot, slack, "copilot_approve", "f" * 32, MALLORY)  # refused
             await slack.wait_for(lambda s: bool(s.responses_to(f"click-{MALLORY}")))
             unbounded = await _unbounded_keys(client)

@@ -1,9 +1,11 @@
 """Running an approved request on the Heroku Agents API and showing it in Slack.
 
-Only ``approved → running`` (one atomic move) starts a run, and it sends exactly the body
-stored with the request. The run streams into the card's thread; the card ends with the
-outcome. Whatever goes wrong on our side, the run ends ``failed`` with a note, never stuck
-at "running"; a process stopping mid-run is reported by ``bot.recovery`` instead.
+Only ``approved → running`` (one atomic move, ``begin``) starts a run, whichever process
+makes it: a worker, or the web process when there are none. The process that made the move
+follows the run; it sends exactly the body stored with the request. The run streams into
+the card's thread; the card ends with the outcome. Whatever goes wrong on our side, the run
+ends ``failed`` with a note, never stuck at "running"; a process stopping mid-run is
+reported by ``bot.recovery`` instead.
 """
 
 from __future__ import annotations
@@ -59,7 +61,13 @@ class Executor:
         self._budget = budget
         self.sessions = sessions
 
-    async def execute(self, record: RunRecord, *, by: str) -> None:
+    async def begin(self, record: RunRecord, *, by: str) -> bool:
+        """The one gate of a run: ``approved → running``, made by this process. False when
+        another process made it first, or the request can no longer start: not ours."""
+        return isinstance(await self._requests.move(record.id, RunState.RUNNING, by), Moved)
+
+    async def follow(self, record: RunRecord, *, by: str) -> None:
+        """Run a request this process began, streaming it into its thread, to its end."""
         # The request id is the trace id: the /run, the click and the run share it.
         with logs.trace(
             record.id,
@@ -70,8 +78,8 @@ class Executor:
             thread=record.run_thread,
             user=record.requester,
         ):
-            if not isinstance(await self._requests.move(record.id, RunState.RUNNING, by), Moved):
-                return
+            # Which process runs it: the web process, or the worker it was handed to.
+            log.info("run started", extra={"runner": self._work.process})
             self.set_session(record, Status.PROCESSING)
             started = time.monotonic()
             progress = self._progress(record)

@@ -57,6 +57,9 @@ class Requests:
             stamps=stamps(target, who, now, reason=reason),
             before_expiry=target in BEFORE_EXPIRY,
             now=now,
+            # An approved run waits to start; the index lets a sweep find it if its
+            # hand-over is lost.
+            to_start=target is RunState.APPROVED,
         )
         if verdict == "moved":
             return Moved(RunState(state))
@@ -68,6 +71,13 @@ class Requests:
 
     async def due_for_expiry(self) -> list[str]:
         return await self._store.due_for_expiry(time.time())
+
+    async def approved_before(self, cutoff: float) -> list[str]:
+        """Approved requests waiting to start since before ``cutoff`` (epoch seconds)."""
+        return await self._store.approved_before(cutoff)
+
+    async def forget_approved(self, request_id: str) -> None:
+        await self._store.forget_approved(request_id)
 
     async def forget_pending(self, request_id: str) -> None:
         await self._store.forget_pending(request_id)

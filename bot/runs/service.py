@@ -6,6 +6,13 @@ atomic ``pending → approved`` move (by an allowed approver, before expiry) let
 start, and the run sends exactly the stored body. The policy's run limits are reserved
 right before that move (``bot.runs.limits``): past one, nothing moves. Every step is
 audited. Every refusal is a ``RequestRefused`` whose words the person sees.
+
+Where a run executes: a web process with workers only decides, then hands the approved run
+to the work queue (``hand_over``); a worker takes it and makes the ``approved → running``
+move (``begin``), the one gate whoever gets there first passes, and follows the run. A
+process without workers (and every worker) begins and follows the runs it approves itself.
+An approved run that nobody began is found by the sweep of any such process
+(``start_stranded``): its hand-over was lost, or its process died right after deciding.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from bot.runs.record import Overview, Requester, RunRecord, new_id
 from bot.runs.requests import Requests
 from bot.runs.states import Decision, Expired, Missing, Moved, MoveResult, RunState, WrongState
 from bot.slack.sessions import Status
+from bot.state.work_queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,9 @@ _UNKNOWN = "I don't know this request (it may be over a week old). Nothing ran."
 _EXPIRED = "This request expired before your click; nothing ran."
 # App Home lists this many of the latest runs.
 LATEST = 10
+# A handed-over run is begun within a second while a worker runs; one still approved after
+# this long lost its hand-over, or no worker was there to take it.
+STRANDED_AFTER = 10.0
 
 
 class RunService:
@@ -52,7 +63,11 @@ class RunService:
         background: Background,
         limits: RunLimits,
         access: Access,
+        hand_over: WorkQueue | None = None,
+        stranded_after: float = STRANDED_AFTER,
     ) -> None:
+        """``hand_over``: the work queue of a web process with workers, which runs nothing
+        itself; None: runs execute in this process."""
         self.catalog = catalog
         self._requests = requests
         self._approvers = approvers
@@ -62,6 +77,8 @@ class RunService:
         self._background = background
         self._limits = limits
         self._access = access
+        self._hand_over = hand_over
+        self._stranded_after = stranded_after
 
     # -- requesting -------------------------------------------------------------------
 
@@ -75,7 +92,7 @@ class RunService:
         await self._limits.reserve(record, by=who.user)  # nothing is posted past a limit
         async with self._limits.starting(record):
             record = await self._open(record)
-        await self._execute(record, by=who.user)
+        await self._start(record)
         return record
 
     async def propose(
@@ -215,14 +232,53 @@ class RunService:
             return
         await self._requests.audit(record.state.value, id=request_id, user=user)
         if record.state is RunState.APPROVED:
-            await self._execute(record, by=user)  # shows the card as running
+            await self._start(record)  # the run shows the card as running
         else:
             await self._board.update(record)
             self._executor.set_session(record, Status.ACTIVE)
 
-    async def _execute(self, record: RunRecord, *, by: str) -> None:
+    # -- running ----------------------------------------------------------------------
+
+    async def _start(self, record: RunRecord) -> None:
+        """Hand an approved run to the workers, or run it here when there are none."""
+        if self._hand_over is not None:
+            await self._hand_over.hand_over_run(record.id)
+            log.info("run handed over to a worker", extra={"run_id": record.id})
+            return
+        if await self._executor.begin(record, by=_starter(record)):
+            await self.follow(record)
+
+    async def begin(self, request_id: str) -> RunRecord | None:
+        """Make the ``approved → running`` move for a run handed over to this process or
+        found by its sweep: the record if this process made it and must now ``follow`` the
+        run, else None (another process began it, or it is no longer approved)."""
+        record = await self._requests.get(request_id)
+        if record is None or record.state is not RunState.APPROVED:
+            return None
+        return record if await self._executor.begin(record, by=_starter(record)) else None
+
+    async def follow(self, record: RunRecord) -> None:
+        """Run a request this process began, to its end; its slot is freed then."""
         async with self._limits.running(record):
-            await self._executor.execute(record, by=by)
+            await self._executor.follow(record, by=_starter(record))
+
+    async def start_stranded(self) -> None:
+        """Begin approved runs that nobody began (their hand-over was lost, or their
+        process died right after deciding); a web process with workers leaves them to the
+        workers' sweeps."""
+        if self._hand_over is not None:
+            return
+        for request_id in await self._requests.approved_before(time.time() - self._stranded_after):
+            self._background.spawn(self._start_stranded(request_id), "starting an approved run")
+
+    async def _start_stranded(self, request_id: str) -> None:
+        record = await self.begin(request_id)
+        if record is None:
+            # Begun meanwhile, or gone: it has nothing more to do in the index.
+            await self._requests.forget_approved(request_id)
+            return
+        log.warning("an approved run was never started; starting it", extra={"run_id": record.id})
+        await self.follow(record)
 
     async def expire(self, request_id: str) -> None:
         if not isinstance(await self._requests.move(request_id, RunState.EXPIRED, "system"), Moved):
@@ -312,6 +368,11 @@ class RunService:
 
     async def interrupted(self, request_id: str) -> None:
         await self._executor.interrupted(request_id)
+
+
+def _starter(record: RunRecord) -> str:
+    """Who started the run: its approver, or its requester for a runbook without approval."""
+    return record.decided_by or record.requester
 
 
 def _open_for_clicks(record: RunRecord) -> bool:

@@ -43,8 +43,9 @@ def lock(thread: str) -> str:
     return f"{PREFIX}thread:{thread}:lock"
 
 
-# Threads with questions waiting for a worker: a stream read by the ``answerers`` consumer
-# group. Entries are deleted once taken; the bound only matters when no worker runs at all.
+# Threads with questions waiting for a worker, and approved runs waiting for one: a stream
+# read by the ``answerers`` consumer group. Entries are deleted once taken; the bound only
+# matters when no worker runs at all.
 WORK_QUEUE_MAXLEN = 10_000
 
 
@@ -79,6 +80,14 @@ def pending_requests() -> str:
     Every entry is due within ``REQUEST_TTL`` (the longest approval TTL), so the set is given
     that TTL at each new request."""
     return f"{PREFIX}requests:pending"
+
+
+def approved_runs() -> str:
+    """Sorted set of approved requests no process has started yet, scored by when they were
+    approved or handed over: the safety net that finds a run whose hand-over to a worker
+    was lost. A request leaves it with its next move (to running, or failed); the sweep
+    drops ids whose request is gone. Given ``REQUEST_TTL`` at each add."""
+    return f"{PREFIX}runs:approved"
 
 
 def recent_requests() -> str:

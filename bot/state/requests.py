@@ -20,14 +20,17 @@ from bot.state.connect import redis_errors
 _MOVE = """
 local request_key = KEYS[1]
 local pending_key = KEYS[2]
+local to_start_key = KEYS[3]
 local target = ARGV[1]
 local now = tonumber(ARGV[2])
 local before_expiry = ARGV[3] == '1'
 local request_id = ARGV[4]
-local stamp_count = tonumber(ARGV[5])
--- ARGV[6 .. 5 + 2 * stamp_count]: field, value pairs written with the move;
+local to_start = ARGV[5] == '1'
+local to_start_ttl = ARGV[6]
+local stamp_count = tonumber(ARGV[7])
+-- ARGV[8 .. 7 + 2 * stamp_count]: field, value pairs written with the move;
 -- the rest: the states the move may start from.
-local first_source = 6 + 2 * stamp_count
+local first_source = 8 + 2 * stamp_count
 
 local state = redis.call('HGET', request_key, 'state')
 if not state then return {'missing', ''} end
@@ -40,11 +43,17 @@ if before_expiry and now >= tonumber(redis.call('HGET', request_key, 'expires_at
   return {'expired', state}
 end
 redis.call('HSET', request_key, 'state', target)
-for i = 6, first_source - 1, 2 do
+for i = 8, first_source - 1, 2 do
   redis.call('HSET', request_key, ARGV[i], ARGV[i + 1])
 end
--- Nothing moves back to waiting: whatever moved has left the expiry index.
+-- Nothing moves back to waiting: whatever moved has left the expiry index. Likewise the
+-- index of runs to start holds a request only until its next move.
 redis.call('ZREM', pending_key, request_id)
+redis.call('ZREM', to_start_key, request_id)
+if to_start then
+  redis.call('ZADD', to_start_key, now, request_id)
+  redis.call('EXPIRE', to_start_key, to_start_ttl)
+end
 return {'moved', state}
 """
 
@@ -103,24 +112,40 @@ class RequestStore:
         stamps: Mapping[str, str],
         before_expiry: bool,
         now: float,
+        to_start: bool = False,
     ) -> tuple[str, str]:
         """Apply one move atomically: ``(verdict, state before)``, the verdict being
-        'moved', 'wrong_state', 'expired' or 'missing'."""
+        'moved', 'wrong_state', 'expired' or 'missing'. ``to_start`` puts the request in
+        the index of runs waiting to start (``approved_before``) in the same step."""
         pairs = [item for pair in stamps.items() for item in pair]
         args = [
             target,
             repr(now),
             "1" if before_expiry else "0",
             request_id,
+            "1" if to_start else "0",
+            str(keys.REQUEST_TTL),
             str(len(stamps)),
             *pairs,
             *sources,
         ]
+        key_list = [keys.request(request_id), keys.pending_requests(), keys.approved_runs()]
         async with redis_errors():
-            verdict, state = await self._move(
-                keys=[keys.request(request_id), keys.pending_requests()], args=args
-            )
+            verdict, state = await self._move(keys=key_list, args=args)
         return str(verdict), str(state)
+
+    async def approved_before(self, cutoff: float, limit: int = 50) -> list[str]:
+        """Requests in the index of runs to start since before ``cutoff`` (epoch seconds):
+        approved, and no process has started them since."""
+        async with redis_errors():
+            ids = await self._redis.zrangebyscore(
+                keys.approved_runs(), "-inf", cutoff, start=0, num=limit
+            )
+        return [str(i) for i in ids]
+
+    async def forget_approved(self, request_id: str) -> None:
+        async with redis_errors():
+            await self._redis.zrem(keys.approved_runs(), request_id)
 
     async def due_for_expiry(self, now: float, limit: int = 50) -> list[str]:
         async with redis_errors():

@@ -1,13 +1,16 @@
-"""The queue between the web process and the workers: threads that need an answerer.
+"""The queue between the web process and the workers: threads that need an answerer, and
+approved runs that need a process to run them.
 
-A Redis stream read through one consumer group, so each entry goes to one worker. The entry
-only names a thread; its questions stay in the thread's own queue and its lock decides who
-answers, so an entry delivered twice (after a worker died holding it) costs one failed
-lock attempt and nothing else. A worker acknowledges an entry once it has tried the lock.
+A Redis stream read through one consumer group, so each entry goes to one worker. An entry
+only names a thread or a run request. A thread's questions stay in its own queue and its
+lock decides who answers; a run starts only by the atomic ``approved → running`` move. So
+an entry delivered twice (after a worker died holding it) costs one failed lock attempt or
+move and nothing else. A worker acknowledges an entry once it has tried the lock or move.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +24,22 @@ GROUP = "answerers"
 
 
 @dataclass(frozen=True)
-class Entry:
+class ThreadEntry:
+    """A thread with questions waiting and no one answering it."""
+
     id: str
     thread: str
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """An approved run request that no process has started."""
+
+    id: str
+    run: str
+
+
+Entry = ThreadEntry | RunEntry
 
 
 class WorkQueue:
@@ -60,12 +76,23 @@ class WorkQueue:
 
     async def reclaim(self, idle: float, count: int = 100) -> list[Entry]:
         """Entries another worker took more than ``idle`` seconds ago and never finished:
-        it died between reading them and trying the thread's lock."""
+        it died between reading them and trying the thread's lock or the run's move."""
         async with redis_errors():
             reply = await self._redis.xautoclaim(
                 self._key, GROUP, self.consumer, int(idle * 1000), "0-0", count=count
             )
         return list(_entries(reply[1])) if reply else []
+
+    async def hand_over_run(self, request_id: str) -> None:
+        """Put an approved run on the queue for a worker, and in the index of runs to start
+        in the same step: if the entry is lost, a worker's sweep still finds the run."""
+        index = keys.approved_runs()
+        fields: dict[Any, Any] = {"run": request_id}
+        async with redis_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(index, {request_id: time.time()}, nx=True)
+            pipe.expire(index, keys.REQUEST_TTL)
+            pipe.xadd(self._key, fields, maxlen=keys.WORK_QUEUE_MAXLEN, approximate=True)
+            await pipe.execute()
 
     async def done(self, entry: Entry) -> None:
         async with redis_errors(), self._redis.pipeline(transaction=False) as pipe:
@@ -75,4 +102,13 @@ class WorkQueue:
 
 
 def _entries(items: list[tuple[str, dict[str, str]]] | None) -> list[Entry]:
-    return [Entry(entry_id, fields["thread"]) for entry_id, fields in items or [] if fields]
+    return [entry for entry_id, fields in items or [] if (entry := _entry(entry_id, fields))]
+
+
+def _entry(entry_id: str, fields: dict[str, str] | None) -> Entry | None:
+    """The entry's one field names its kind (the store's Lua script writes ``thread``)."""
+    if fields and "thread" in fields:
+        return ThreadEntry(entry_id, fields["thread"])
+    if fields and "run" in fields:
+        return RunEntry(entry_id, fields["run"])
+    return None  # deleted meanwhile
