@@ -1,11 +1,11 @@
 """Admission control for answers starting at once.
 
 Starting an answer is the expensive, contended part: the access check, the thread's history
-and context, the first Slack call and the model request up to its first text. When hundreds
-of questions arrive in the same second, starting them all at once makes every one of them
-slow (they share one event loop and one Redis); starting a few at a time, in the order they
-came, lets the first ones show text while later ones wait their turn. Once an answer has its
-first text it streams on and frees its place.
+and context, the first Slack call and the model request. When hundreds of questions arrive
+in the same second, starting them all at once makes every one of them slow (they share one
+event loop and one Redis); starting a few at a time, in the order they came, lets the first
+ones show text while later ones wait their turn. An answer frees its place once Heroku
+starts its reply: waiting for the first token is not contention.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class Admission:
 
 
 class Place:
-    """One answer's place among those starting: taken on entry, freed at its first text
-    (``release``) or when it ends, whichever comes first."""
+    """One answer's place among those starting: taken on entry, freed once the model's
+    reply starts (``release``) or when the answer ends, whichever comes first."""
 
     def __init__(self, places: asyncio.Semaphore) -> None:
         self._places = places

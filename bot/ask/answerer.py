@@ -171,14 +171,16 @@ class Answerer:
         tools = self._copilot.tools()
         # Masked and made inert before it is written, so no message, cut or history holds a
         # secret.
-        model = safe_stream(_texts(self._inference.stream_chat(messages, tools=tools), outcome))
+        # Once Heroku starts its reply, the start-up is over: waiting for the first token is
+        # not contention, and the next answer may start meanwhile.
+        chat = self._inference.stream_chat(messages, tools=tools, opened=starting.release)
+        model = safe_stream(_texts(chat, outcome))
 
         async def pour() -> None:
             async with contextlib.aclosing(model):
                 async for piece in model:
                     if outcome.first_text_seconds is None:
                         outcome.first_text_seconds = round(time.monotonic() - started, 3)
-                        starting.release()  # streaming now: the next answer may start
                     reply.write(piece)
 
         try:

@@ -9,7 +9,7 @@ an error object inside the stream or data that is not JSON is an error.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 from httpx_sse import ServerSentEvent
@@ -33,10 +33,12 @@ class InferenceClient(Client):
         tools: Sequence[Mapping[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        opened: Callable[[], None] | None = None,
     ) -> AsyncGenerator[ChatEvent, None]:
-        """Yield the answer as it is written; raises ``InferenceError`` subclasses only."""
+        """Yield the answer as it is written; raises ``InferenceError`` subclasses only.
+        ``opened`` is called once Heroku accepts the request and starts streaming."""
         body = self._body(messages, tools=tools, max_tokens=max_tokens, temperature=temperature)
-        return self._stream(CHAT_PATH, body, decode_event, final=_is_finish)
+        return self._stream(CHAT_PATH, body, decode_event, final=_is_finish, opened=opened)
 
     async def complete(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int = 1) -> str:
         """One non-streaming completion (a cheap health check); returns the text."""

@@ -56,10 +56,13 @@ class Client:
         decode: Callable[[ServerSentEvent], Iterable[T]],
         *,
         final: Callable[[T], bool],
+        opened: Callable[[], None] | None = None,
     ) -> AsyncGenerator[T, None]:
-        """POST ``body`` and yield what ``decode`` reads in each event, up to ``[DONE]``."""
+        """POST ``body`` and yield what ``decode`` reads in each event, up to ``[DONE]``;
+        ``opened`` is called once the server starts its reply."""
         finished = False
-        async with contextlib.aclosing(self._connection.events(path, body)) as events:
+        stream = self._connection.events(path, body, opened=opened)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if event.event == "done" or event.data.strip() == DONE:
                     return

@@ -86,15 +86,18 @@ class Connection:
         return f"Connection(base_url={self._base_url!r})"
 
     async def events(
-        self, path: str, body: Mapping[str, Any]
+        self, path: str, body: Mapping[str, Any], *, opened: Callable[[], None] | None = None
     ) -> AsyncGenerator[ServerSentEvent, None]:
-        """POST ``body`` and yield the response's events until the server closes it."""
+        """POST ``body`` and yield the response's events until the server closes it;
+        ``opened`` is called once the server has accepted the request and starts its reply."""
         clock = Clock(self._idle_timeout, self._deadline)
         with httpx_errors():
             request = self._request(path, body, accept="text/event-stream")
             response = await clock.within(lambda: self._http.send(request, stream=True))
             try:
                 await _raise_for_status(response, clock)
+                if opened is not None:
+                    opened()
                 response.encoding = "utf-8-sig"
                 async with contextlib.aclosing(EventSource(response).aiter_sse()) as events:
                     while (event := await clock.within(lambda: anext(events, None))) is not None:

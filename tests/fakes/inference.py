@@ -59,6 +59,7 @@ class _Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/event-stream"
     delay: float = 0.0
+    queued: float = 0.0  # seconds before the response starts (the model is busy)
     ending: Ending = "finish"
     stall: float = 0.0
     whole: bool = False  # one plain response instead of a stream
@@ -129,13 +130,15 @@ class FakeInference(LoopbackFake):
 
         self._scripts[CHAT].append(_Reply(build, delay=delay, text=text))
 
-    def reply_pieces(self, pieces: list[str], *, delay: float = 0.0) -> None:
-        """Stream exactly these pieces of text, one chunk each, ``delay`` seconds apart."""
+    def reply_pieces(self, pieces: list[str], *, delay: float = 0.0, queued: float = 0.0) -> None:
+        """Stream exactly these pieces of text, one chunk each, ``delay`` seconds apart;
+        the response starts ``queued`` seconds after the request."""
 
         def build(body: Json) -> list[bytes]:
             return text_stream("".join(pieces), model=_model(body), pieces=pieces)
 
-        self._scripts[CHAT].append(_Reply(build, delay=delay, text="".join(pieces)))
+        reply = _Reply(build, delay=delay, queued=queued, text="".join(pieces))
+        self._scripts[CHAT].append(reply)
 
     def reply_tool_calls(
         self,
@@ -237,6 +240,8 @@ class FakeInference(LoopbackFake):
                 headers=reply.headers,
                 content_type=reply.content_type,
             )
+        if reply.queued and await self._server.pause(reply.queued):
+            return web.Response(status=503)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
         response.content_type = reply.content_type
         await response.prepare(request)
