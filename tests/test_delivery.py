@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from bot.markdown import open_fence
 from bot.slack.budget import TIERS, SlackBudget
 from bot.state import keys
 from bot.state.budget import BudgetStore
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest
-from tests.scenarios import CHANNEL, answer_in, mention, wait_answer, wait_until
+from tests.scenarios import CHANNEL, answer_in, mention, wait_answer, wait_settled, wait_until
 
 TEAM = "T0TEAM"
 QUIET = "C0QUIET"
@@ -211,3 +212,53 @@ async def test_answers_written_at_once_share_the_edits_between_them(
         if "Thinking" not in str(c.params.get("text"))
     )
     assert sorted(per_thread.values()) == [2, 2, 2, 2], per_thread
+
+
+async def test_a_continuation_below_reopens_the_code_block_it_carries_on(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    # The stream expires in the middle of a code block: the text goes on below, and the
+    # message below opens the block again so the rest still reads as code.
+    slack.stream_ttl = 0.5
+    lines = [f"heroku ps:scale web={n} --app example\n" for n in range(12)]
+    pieces = ["Run these now:\n```bash\n", *lines, "```\n", "Then check the logs."]
+    inference.reply_pieces(pieces, delay=0.1)
+    await bot.event(mention("code please", "1240.1"))
+    await slack.wait_for(lambda s: "check the logs" in answer_in(s, CHANNEL, "1240.1"))
+    first, rest = (m.body for m in slack.messages(CHANNEL, "1240.1"))
+    assert first.startswith("Run these now:\n```bash\n") and open_fence(first)
+    assert rest.startswith("```bash\nheroku")  # still a code block below the cut
+    assert first + rest.removeprefix("```bash\n") == "".join(pieces)
+
+
+async def test_a_stream_stopped_full_is_stopped_once(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    # The last text overflows the stream: chat.stopStream carries what fits and the rest
+    # goes on below; the stream it stopped needs no second chat.stopStream.
+    words = " ".join(f"word{n}" for n in range(2400))  # about 19 KB
+    inference.reply_pieces(["Here is the long answer: ", words], delay=0.05)
+    await bot.event(mention("a long one", "1241.1"))
+    await wait_answer(slack, CHANNEL, "1241.1", "Here is the long answer: " + words)
+    await wait_settled(bot.runtime.redis, "1241.1")  # the answer's every call is made
+    stops = Counter(c.params.get("ts") for c in slack.calls_to("chat.stopStream"))
+    assert stops and set(stops.values()) == {1}, stops
+
+
+async def test_answers_not_yet_writing_leave_a_streaming_answer_its_updates(
+    bot: BotUnderTest, slack: FakeSlack, inference: FakeInference
+) -> None:
+    # One answer streams for about 3 s while 30 others wait for their model to start: only
+    # answers that write share the mid-answer budget, so it still updates as it goes.
+    words = [f"w{n} " for n in range(60)]
+    inference.reply_pieces(words, delay=0.05)
+    await bot.event(mention("the streaming one", "1242.1"))
+    await inference.wait_for_requests(1)
+    for n in range(30):
+        inference.reply_pieces(["later"], queued=30.0)
+        event = mention(f"queued {n}", f"1243.{n}")
+        await bot.event({**event, "user": f"U0Q{n:03d}", "channel": f"C0Q{n % 5}"})
+    await wait_answer(slack, CHANNEL, "1242.1", "".join(words))
+    [stream] = slack.messages(CHANNEL, "1242.1")
+    appends = [c for c in slack.calls_to("chat.appendStream") if c.params["ts"] == stream.ts]
+    assert len(appends) >= 2

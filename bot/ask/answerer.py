@@ -188,7 +188,9 @@ class Answerer:
         except InferenceError as exc:
             log.warning("inference failed: %r", exc)
             outcome.error = type(exc).__name__
-            await reply.fail(notices.describe(exc))
+            # If Slack refuses the notice too, there is nothing more to show: no second one.
+            with contextlib.suppress(SlackError):
+                await reply.fail(notices.describe(exc))
             return outcome
         finally:
             starting.release()

@@ -38,7 +38,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
-from bot.markdown import fit
+from bot.markdown import fit, open_fence
 from bot.slack import blocks
 from bot.slack.budget import SlackBudget
 from bot.slack.calls import slack_errors
@@ -77,6 +77,12 @@ EDIT_WAIT = 2.0
 # every TURN_WAIT, for YIELD_MAX at most (a busy channel never starves it).
 TURN_WAIT = 1.0
 YIELD_MAX = 5.0
+# However many answers share the budget, an answer's mid-answer sends are tried at least this
+# often (they only take a slot that is free).
+MAX_MID_INTERVAL = 30.0
+# Ending a message the text has already left (stopping a stream, freezing a failed one) waits
+# this long for a slot at most: the answer is done without it.
+CLEANUP_WAIT = 10.0
 MIN_TAIL = 24
 TAIL_EDIT_WAIT = 8.0
 
@@ -137,6 +143,7 @@ class ThreadReply:
         self._messages = 0  # messages this answer has opened (a placeholder counts)
         self._opened = 0.0
         self._sent = ""  # what the current message is confirmed to show
+        self._reopen: str | None = None  # a code block the next message must open again
         self._pending = ""
         self.text = ""
         self._done = False
@@ -162,7 +169,6 @@ class ThreadReply:
         self.session_sent = False
 
     async def __aenter__(self) -> ThreadReply:
-        self._r.writing += 1
         self._r.unshown[self._place.channel] += 1
         self._unshown = True
         return self
@@ -173,12 +179,14 @@ class ThreadReply:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._r.writing -= 1
+        if self._first_text_at is not None:
+            self._r.writing -= 1
         self._shown()
-        for task in [self._delivery, *self._cleanups]:
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait({task})
+        running = {t for t in [self._delivery, *self._cleanups] if t is not None and not t.done()}
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
 
     async def begin(self) -> None:
         """Show that the bot is working before the first token arrives."""
@@ -193,10 +201,12 @@ class ThreadReply:
                 # No stream slot: the workspace is busy. A placeholder would only queue its
                 # first edit behind every other answer's; the first text is posted instead.
                 return
-        await self._r.pace("chat.postMessage", self._place.channel)
-        self._ts = await self._post(blocks.thinking(), "Thinking…")
-        self._messages += 1
-        self._shown()
+        # A placeholder is only worth it at once: one that waits for the channel's turn
+        # would hold this answer's start-up place, and its first text can be the message.
+        if await self._r.pace("chat.postMessage", self._place.channel, self._r.update_wait):
+            self._ts = await self._post(blocks.thinking(), "Thinking…")
+            self._messages += 1
+            self._shown()
 
     def write(self, text: str) -> None:
         """Add text to the answer. It reaches Slack with the next send, which never waits
@@ -208,6 +218,7 @@ class ThreadReply:
         self._pending += text
         if self._first_text_at is None:
             self._first_text_at = time.monotonic()
+            self._r.writing += 1  # from now on it shares the mid-answer budget
         self._more.set()
         self._deliver_soon()
 
@@ -230,7 +241,8 @@ class ThreadReply:
     async def fail(self, notice: str) -> None:
         """End the answer with a plain notice, keeping whatever was already written."""
         if self._delivery is not None and self._delivery.done():
-            self._delivery = None  # a failed delivery starts over, below what it showed
+            # Its delivery ended (it failed, or the answer was done): the notice goes below.
+            self._delivery = None
             self._reset()
         addition = f"\n\n{notice}" if self.text else notice
         self.text += addition
@@ -273,11 +285,13 @@ class ThreadReply:
             wait, new_text_counts = self._due_in()
             if wait <= 0:
                 return True
-            # Waiting out an interval, new text changes nothing: only the end wakes us.
+            # Waiting out an interval, new text changes nothing: only the end wakes us. The
+            # interval itself changes as answers start and end: look again at least every
+            # update interval.
             wake = self._more if new_text_counts else self._ended
             wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if wait == math.inf else wait):
+                async with asyncio.timeout(min(wait, self._r.update_interval)):
                     await wake.wait()
         return bool(self._pending)
 
@@ -306,7 +320,7 @@ class ThreadReply:
         (and more calls than the budget has). Alone, an answer updates every interval."""
         method = "chat.appendStream" if self._native else "chat.update"
         share = self._r.writing * self._r.budget.spacing(method)
-        return max(self._r.update_interval, share)
+        return max(self._r.update_interval, min(share, MAX_MID_INTERVAL))
 
     async def _send(self) -> None:
         if self._native and self._ts is not None and self._stream_too_old():
@@ -321,6 +335,10 @@ class ThreadReply:
 
     async def _open(self) -> None:
         """Post a new message (its slot is reserved) with everything there is now."""
+        if self._reopen is not None:
+            # The message above ends inside a code block: this one carries it on.
+            self._pending = self._reopen + "\n" + self._pending.lstrip("\n")
+            self._reopen = None
         cut = self._take("")
         closing = self._closing if cut.last else []
         self._ts = await self._post([blocks.markdown(cut.head), *closing], clip(cut.head))
@@ -365,8 +383,9 @@ class ThreadReply:
             self._stream_failed(exc)
             return
         self.session_sent = status is not None
+        self._native = False  # stopped: nothing to stop again, even when it is full
         self._sent_now(cut, closing)
-        self._reset()  # stopped: anything left goes on in a new message
+        self._reset()  # anything left goes on in a new message
 
     async def _append_edit(self) -> None:
         cut = self._take(self._sent)
@@ -378,10 +397,8 @@ class ThreadReply:
             self._reset()
             await self._open()  # the rest, continued below from the channel's budget
             return
-        closing = self._closing if cut.last else []
         cut = self._take(self._sent)  # everything there is now that the slot has come
-        if not cut.last:
-            closing = []
+        closing = self._closing if cut.last else []
         try:
             await self._update(self._sent + cut.head, extra=closing)
         except SlackError as exc:
@@ -428,7 +445,8 @@ class ThreadReply:
         head, rest = fit(sent, pending, self._r.limit_bytes)
         full = rest is not None
         if not full and not self._done and not self._messages:
-            keep = _readable_head(head) or len(head)
+            # Waited long enough for a readable head: at least end on a word.
+            keep = _readable_head(head) or max(head.rfind(" "), head.rfind("\n")) + 1 or len(head)
             head, rest = head[:keep], head[keep:] or None
         return Cut(head, rest, len(pending), full, self._done and rest is None)
 
@@ -479,7 +497,9 @@ class ThreadReply:
         self._reset()
 
     async def _stop_stream(self, ts: str) -> None:
-        await self._r.pace("chat.stopStream")
+        if not await self._r.pace("chat.stopStream", max_wait=CLEANUP_WAIT):
+            log.info("left a stream for Slack to close: no chat.stopStream slot")
+            return
         try:
             async with slack_errors("chat.stopStream"):
                 await self._client.chat_stopStream(channel=self._place.channel, ts=ts)
@@ -493,7 +513,9 @@ class ThreadReply:
         if not text:
             await self._stop_stream(ts)
             return
-        await self._r.pace("chat.update")
+        if not await self._r.pace("chat.update", max_wait=CLEANUP_WAIT):
+            log.warning("could not freeze a message: no chat.update slot")
+            return
         try:
             async with slack_errors("chat.update"):
                 await self._client.chat_update(
@@ -504,6 +526,9 @@ class ThreadReply:
             log.warning("could not freeze a message (%s)", exc.code)
 
     def _reset(self) -> None:
+        # A cut by ``fit`` closes the code block it is in; any other leaves it open.
+        fence = open_fence(self._sent) if self._sent else None
+        self._reopen = fence or self._reopen
         self._ts = None
         self._sent = ""
         self._closing_shown = False
@@ -582,12 +607,10 @@ class Cut:
 
 def _readable_head(text: str) -> int:
     """How much of ``text`` reads well as a first message on its own: up to its last line
-    break, or to its last word once that makes ``MIN_HEAD`` characters and two words (no
-    one-word messages); 0 when not yet."""
-    line = text.rfind("\n")
-    if line > 0 and text[:line].strip():
-        return line + 1
-    space = text.rfind(" ")
-    if space + 1 < MIN_HEAD or len(text[:space].split()) < 2:
-        return 0
-    return space + 1
+    break, or to its last word, once that makes two words and ``MIN_HEAD`` characters (no
+    one-word messages) and closes any code block it opens; 0 when not yet."""
+    for end in (text.rfind("\n") + 1, text.rfind(" ") + 1):
+        head = text[:end]
+        if len(head) >= MIN_HEAD and len(head.split()) >= 2 and open_fence(head) is None:
+            return end
+    return 0

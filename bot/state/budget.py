@@ -35,7 +35,8 @@ return math.floor(wait)
 
 # Reserves the next slot of whichever budget has the soonest one (the first listed on a
 # tie): returns {index (1-based), wait in ms}, or {0, -1} (nothing reserved) if even the
-# soonest would exceed the max wait. ARGV[3 + 2i - 1], ARGV[3 + 2i] are KEYS[i]'s rate.
+# soonest would exceed the max wait. ARGV[2 + 2i - 1], ARGV[2 + 2i] are KEYS[i]'s interval and
+# tolerance. It reads several keys in one step, as one Redis (not a Cluster) allows.
 _RESERVE_FIRST = """
 local now = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])  -- ms; -1: any
