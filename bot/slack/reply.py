@@ -73,6 +73,8 @@ CROWDED_FIRST_POST_WAIT = 0.5
 # by the sooner of an edit and a continuation below; one shorter than MIN_TAIL is not worth
 # a message of its own and waits up to TAIL_EDIT_WAIT for the edit.
 EDIT_WAIT = 2.0
+MIN_TAIL = 24
+TAIL_EDIT_WAIT = 8.0
 # A continuation lets answers that show nothing yet go first in its channel, asking again
 # every TURN_WAIT, for YIELD_MAX at most (a busy channel never starves it).
 TURN_WAIT = 1.0
@@ -83,8 +85,6 @@ MAX_MID_INTERVAL = 30.0
 # Ending a message the text has already left (stopping a stream, freezing a failed one) waits
 # this long for a slot at most: the answer is done without it.
 CLEANUP_WAIT = 10.0
-MIN_TAIL = 24
-TAIL_EDIT_WAIT = 8.0
 
 
 @dataclass(frozen=True)
