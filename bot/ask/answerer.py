@@ -169,11 +169,11 @@ class Answerer:
     ) -> Outcome:
         outcome = Outcome()
         tools = self._copilot.tools()
-        # Masked and made inert before it is written, so no message, cut or history holds a
-        # secret.
         # Once Heroku starts its reply, the start-up is over: waiting for the first token is
         # not contention, and the next answer may start meanwhile.
         chat = self._inference.stream_chat(messages, tools=tools, opened=starting.release)
+        # Masked and made inert before it is written, so no message, cut or history holds a
+        # secret.
         model = safe_stream(_texts(chat, outcome))
 
         async def pour() -> None:
