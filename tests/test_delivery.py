@@ -90,10 +90,10 @@ async def test_with_edits_taken_an_answer_finishes_from_its_channels_budget(
 async def test_a_quiet_channels_answer_finishes_while_another_has_a_backlog(
     bot: BotUnderTest, slack: FakeSlack, inference: FakeInference, budgets: BudgetStore
 ) -> None:
-    # The busy channel's posts and the workspace's edits are taken for a minute.
+    # The workspace's edits are taken for a minute, the busy channel's posts for 8 s.
     await hold(budgets, "chat.startStream", 60)
     await hold(budgets, "chat.update", 60)
-    await hold(budgets, "chat.postMessage", 60, CHANNEL)
+    await hold(budgets, "chat.postMessage", 8, CHANNEL)
     busy = " ".join(f"busy{n}" for n in range(40))
     quiet = " ".join(f"quiet{n}" for n in range(40))
     inference.reply_text(busy, pieces=40, delay=0.01)
@@ -103,6 +103,8 @@ async def test_a_quiet_channels_answer_finishes_while_another_has_a_backlog(
     await bot.event(in_channel(mention("in the quiet one", "1203.1"), QUIET))
     await wait_answer(slack, QUIET, "1203.1", quiet)
     assert answer_in(slack, CHANNEL, "1202.1") == ""  # still waiting its channel's turn
+    # Once the busy channel's backlog has passed, its answer comes whole, in one post.
+    await slack.wait_for(lambda s: answer_in(s, CHANNEL, "1202.1") == busy, timeout=15)
 
 
 async def test_an_expired_stream_goes_on_below_before_any_workspace_call(
