@@ -19,6 +19,15 @@ asked for, so an answer that completes while waiting for its first slot costs on
 An answer that outgrows a message continues in the next one, and a message Slack stops
 accepting (an expired stream, an error) keeps what it shows while the text goes on in a new
 message below: nothing is dropped or sent twice, and no workspace-wide call comes first.
+
+This module is the public API (``Replier``, ``ThreadReply``) and the delivery loop: when a
+send is due, and which kind. The rest of an answer's writing is in small modules beside it:
+
+* ``sender.py``: ``Outbox`` (what one process's answers share: client, budget, settings)
+  and ``Sender`` (what each message shows, and the sends: post, append, stop, edit);
+* ``turns.py``: whether the finishing text of an edited message goes by an edit or a post;
+* ``cuts.py``: where to cut the pending text so each message reads well;
+* ``messages.py``: ``Place`` and the Slack calls themselves, each in ``slack_errors``.
 """
 
 from __future__ import annotations
@@ -48,15 +57,16 @@ MAX_MID_INTERVAL = 30.0
 
 
 class Replier(Outbox):
-    """Opens replies; remembers channels that refused native streaming, so we ask once."""
+    """Opens replies; remembers channels that refused native streaming, so we ask once
+    (what the replies share is the ``Outbox``)."""
 
     def open(self, place: Place) -> ThreadReply:
         return ThreadReply(self, place)
 
 
 class ThreadReply(Sender):
-    """One answer's messages. Use as ``async with``: leaving early (an error, a shutdown)
-    stops its delivery task."""
+    """One answer's messages (``Sender`` makes the sends). Use as ``async with``: leaving
+    early (an error, a shutdown) stops its delivery task."""
 
     def __init__(self, replier: Replier, place: Place) -> None:
         super().__init__(replier, place)
