@@ -19,154 +19,62 @@ asked for, so an answer that completes while waiting for its first slot costs on
 An answer that outgrows a message continues in the next one, and a message Slack stops
 accepting (an expired stream, an error) keeps what it shows while the text goes on in a new
 message below: nothing is dropped or sent twice, and no workspace-wide call comes first.
+
+This module is the public API (``Replier``, ``ThreadReply``) and the delivery loop: when a
+send is due, and which kind. The rest of an answer's writing is in small modules beside it:
+
+* ``sender.py``: ``Outbox`` (what one process's answers share: client, budget, settings)
+  and ``Sender`` (what each message shows, and the sends: post, append, stop, edit);
+* ``turns.py``: whether the finishing text of an edited message goes by an edit or a post;
+* ``cuts.py``: where to cut the pending text so each message reads well;
+* ``messages.py``: ``Place`` and the Slack calls themselves, each in ``slack_errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import logging
 import math
 import time
-from collections import Counter
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
-from slack_sdk.web.async_client import AsyncWebClient
+from bot.slack import blocks, cuts, messages
+from bot.slack.messages import Place
+from bot.slack.sender import Outbox, Sender
 
-from bot.errors import SlackError
-from bot.markdown import fit, open_fence
-from bot.slack import blocks
-from bot.slack.budget import SlackBudget
-from bot.slack.calls import slack_errors
-from bot.text import clip
-
-log = logging.getLogger(__name__)
+__all__ = ["EMPTY_ANSWER", "Place", "Replier", "ThreadReply"]
 
 EMPTY_ANSWER = "_The model returned an empty answer._"
-# Refusals that will not change: the channel edits messages from now on. Anything else
-# (a rate limit, a network error) only sends this answer down the editing path.
-PERMANENT_REFUSALS = {
-    "channel_type_not_supported",
-    "not_allowed",
-    "not_allowed_token_type",
-    "missing_scope",
-    "unknown_method",
-    "method_not_supported_for_channel_type",
-    "feature_not_enabled",
-    "team_not_allowed",
-}
-# A stream Slack has closed: it keeps what it shows, and needs no call to end it.
-STREAM_GONE = {"message_not_in_streaming_state", "message_not_found", "stopped_by_user"}
-
-# A first message is posted once it reads as something (two words and this many characters,
-# or a whole line), or once the first text has waited FIRST_POST_WAIT.
-MIN_HEAD = 12
+# A first message that does not read as something yet (``cuts.readable_head``) is posted
+# once its first text has waited FIRST_POST_WAIT.
 FIRST_POST_WAIT = 1.0
 # In a channel where other answers are waiting for a post too, a first message waits for
 # its answer to end, or this long.
 CROWDED_FIRST_POST_WAIT = 0.5
-# The finishing text of a message being edited waits up to EDIT_WAIT for an edit, then goes
-# by the sooner of an edit and a continuation below; one shorter than MIN_TAIL is not worth
-# a message of its own and waits up to TAIL_EDIT_WAIT for the edit.
-EDIT_WAIT = 2.0
-MIN_TAIL = 24
-TAIL_EDIT_WAIT = 8.0
-# A continuation lets answers that show nothing yet go first in its channel, asking again
-# every TURN_WAIT, for YIELD_MAX at most (a busy channel never starves it).
-TURN_WAIT = 1.0
-YIELD_MAX = 5.0
 # However many answers share the budget, an answer's mid-answer sends are tried at least this
 # often (they only take a slot that is free).
 MAX_MID_INTERVAL = 30.0
-# Ending a message the text has already left (stopping a stream, freezing a failed one) waits
-# this long for a slot at most: the answer is done without it.
-CLEANUP_WAIT = 10.0
 
 
-@dataclass(frozen=True)
-class Place:
-    """Where an answer goes, and who it is for (native streams need the recipient)."""
-
-    channel: str
-    thread_ts: str
-    user: str
-    team: str
-    is_dm: bool
-
-
-@dataclass
-class Replier:
-    """Opens replies; remembers channels that refused native streaming, so we ask once."""
-
-    client: AsyncWebClient
-    budget: SlackBudget
-    limit_bytes: int = blocks.MESSAGE_BYTES
-    native: bool = True
-    no_stream_channels: set[str] = field(default_factory=set)
-    # Slack closes a native stream after about 5 minutes; move on before it does.
-    stream_max_age: float = 270.0
-    # Waiting longer than this for a chat.startStream slot, an answer posts a message instead.
-    start_wait: float = 1.0
-    # A mid-answer send that would wait longer than this is skipped; its text goes next time.
-    update_wait: float = 0.25
-    # At most one mid-answer send per message this often (Slack asks for about one a second).
-    update_interval: float = 1.0
-    # Feedback buttons for a finished answer, given its id (``bot.render.buttons.feedback``).
-    feedback: Callable[[str], blocks.Block] | None = None
-    # Answers being written by this process now: they share the mid-answer budget.
-    writing: int = 0
-    # Per channel, this process's answers that will need a post of the channel's to show
-    # their first text: a continuation waits while there are any (they come first).
-    unshown: Counter[str] = field(default_factory=Counter)
-
-    async def pace(self, method: str, scope: str = "", max_wait: float | None = None) -> bool:
-        return await self.budget.take(method, scope, max_wait)
+class Replier(Outbox):
+    """Opens replies; remembers channels that refused native streaming, so we ask once
+    (what the replies share is the ``Outbox``)."""
 
     def open(self, place: Place) -> ThreadReply:
         return ThreadReply(self, place)
 
 
-class ThreadReply:
-    """One answer's messages. Use as ``async with``: leaving early (an error, a shutdown)
-    stops its delivery task."""
+class ThreadReply(Sender):
+    """One answer's messages (``Sender`` makes the sends). Use as ``async with``: leaving
+    early (an error, a shutdown) stops its delivery task."""
 
     def __init__(self, replier: Replier, place: Place) -> None:
-        self._r = replier
-        self._client = replier.client
-        self._place = place
-        self._native = replier.native and place.channel not in replier.no_stream_channels
-        self._ts: str | None = None  # the message now being written
-        self._messages = 0  # messages this answer has opened (a placeholder counts)
-        self._opened = 0.0
-        self._sent = ""  # what the current message is confirmed to show
-        self._reopen: str | None = None  # a code block the next message must open again
-        self._pending = ""
+        super().__init__(replier, place)
         self.text = ""
-        self._done = False
         self._more = asyncio.Event()  # text arrived, or the answer is done
         self._ended = asyncio.Event()  # the answer is done
         self._first_text_at: float | None = None
-        self._last_send = 0.0
         self._delivery: asyncio.Task[None] | None = None
-        self._unshown = False  # counted in the replier's ``unshown`` until it shows text
-        self._busy = False  # the workspace had no chat.startStream slot for this answer
-        # Messages to end (a stream to stop, a failed one to freeze) once the text has gone
-        # on below them: started after the next post, awaited before the answer is done.
-        self._behind: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        self._cleanups: list[asyncio.Task[None]] = []
-        # Blocks for under the answer's last message (footer, feedback buttons): the call
-        # that carries the last text carries them too, so they cost no call of their own.
-        self._closing: list[blocks.Block] = []
-        self._closing_shown = False
-        # The agent session status to set with the last chat.stopStream (saves a call),
-        # once ``session_live`` says the session exists; ``session_sent`` says it went.
-        self.session_status: str | None = None
-        self.session_live = False
-        self.session_sent = False
 
     async def __aenter__(self) -> ThreadReply:
         self._r.unshown[self._place.channel] += 1
@@ -192,7 +100,7 @@ class ThreadReply:
         """Show that the bot is working before the first token arrives."""
         if self._place.is_dm:
             # Only assistant threads (DMs) have a status; in channels the message shows it.
-            await self._set_status("is thinking…")
+            await messages.set_status(self._client, self._place, "is thinking…")
         if self._native:
             if await self._start_stream():
                 self._shown()  # a stream of its own: it needs no post of the channel's
@@ -204,7 +112,9 @@ class ThreadReply:
         # A placeholder is only worth it at once: one that waits for the channel's turn
         # would hold this answer's start-up place, and its first text can be the message.
         if await self._r.pace("chat.postMessage", self._place.channel, self._r.update_wait):
-            self._ts = await self._post(blocks.thinking(), "Thinking…")
+            self._ts = await messages.post(
+                self._client, self._place, blocks.thinking(), "Thinking…"
+            )
             self._messages += 1
             self._shown()
 
@@ -250,13 +160,6 @@ class ThreadReply:
         await self.finish()
 
     # -- delivery --------------------------------------------------------------------------
-
-    def _shown(self) -> None:
-        if self._unshown:
-            self._unshown = False
-            self._r.unshown[self._place.channel] -= 1
-            if not self._r.unshown[self._place.channel]:
-                del self._r.unshown[self._place.channel]
 
     def _deliver_soon(self) -> None:
         if self._delivery is None:
@@ -310,7 +213,7 @@ class ThreadReply:
             # cost it one more post later (and split a short answer in two). Post when
             # done, or after a short wait with what there is.
             return first_text_at + CROWDED_FIRST_POST_WAIT - now, False
-        if _readable_head(self._pending):
+        if cuts.readable_head(self._pending):
             return 0.0, False  # a first message that reads as something
         return first_text_at + FIRST_POST_WAIT - now, True
 
@@ -332,285 +235,3 @@ class ThreadReply:
             await self._append_native()
         else:
             await self._append_edit()
-
-    async def _open(self) -> None:
-        """Post a new message (its slot is reserved) with everything there is now."""
-        if self._reopen is not None:
-            # The message above ends inside a code block: this one carries it on.
-            self._pending = self._reopen + "\n" + self._pending.lstrip("\n")
-            self._reopen = None
-        cut = self._take("")
-        closing = self._closing if cut.last else []
-        self._ts = await self._post([blocks.markdown(cut.head), *closing], clip(cut.head))
-        self._messages += 1
-        self._shown()
-        self._native = False  # a continuation is a message of its own
-        self._start_behind()
-        self._sent_now(cut, closing)
-
-    async def _append_native(self) -> None:
-        if self._done:
-            await self._stop_with_rest()
-            return
-        if not await self._r.pace("chat.appendStream", max_wait=self._r.update_wait):
-            self._last_send = time.monotonic()  # skipped: the text goes next time
-            return
-        cut = self._take(self._sent)
-        try:
-            async with slack_errors("chat.appendStream"):
-                await self._client.chat_appendStream(
-                    channel=self._place.channel, ts=self._ts or "", markdown_text=cut.head
-                )
-        except SlackError as exc:
-            self._stream_failed(exc)
-            return
-        self._sent_now(cut, [])
-
-    async def _stop_with_rest(self) -> None:
-        """The last text, the closing blocks and the session status in one chat.stopStream."""
-        await self._r.pace("chat.stopStream")
-        cut = self._take(self._sent)
-        closing = self._closing if cut.last else []
-        status = self.session_status if cut.last and self.session_live else None
-        try:
-            async with slack_errors("chat.stopStream"):
-                await self._client.chat_stopStream(
-                    channel=self._place.channel, ts=self._ts or "",
-                    markdown_text=cut.head or None, blocks=closing or None,
-                    session_status=status,
-                )  # fmt: skip
-        except SlackError as exc:
-            self._stream_failed(exc)
-            return
-        self.session_sent = status is not None
-        self._native = False  # stopped: nothing to stop again, even when it is full
-        self._sent_now(cut, closing)
-        self._reset()  # anything left goes on in a new message
-
-    async def _append_edit(self) -> None:
-        cut = self._take(self._sent)
-        method = await (self._finishing_turn(cut) if cut.last else self._edit_turn())
-        if method is None:
-            self._last_send = time.monotonic()  # skipped: the text goes next time
-            return
-        if method == "chat.postMessage":
-            self._reset()
-            await self._open()  # the rest, continued below from the channel's budget
-            return
-        cut = self._take(self._sent)  # everything there is now that the slot has come
-        closing = self._closing if cut.last else []
-        try:
-            await self._update(self._sent + cut.head, extra=closing)
-        except SlackError as exc:
-            log.warning("could not edit the answer (%s); continuing in a new message", exc.code)
-            self._reset()
-            return
-        self._sent_now(cut, closing)
-
-    async def _edit_turn(self) -> str | None:
-        if await self._r.pace("chat.update", max_wait=self._r.update_wait):
-            return "chat.update"
-        return None
-
-    async def _finishing_turn(self, cut: Cut) -> str | None:
-        """The finishing text goes by whichever comes first: an edit (one budget for the
-        whole workspace) or a continuation posted from the channel's own budget."""
-        if not self._sent:
-            return "chat.update" if await self._r.pace("chat.update") else None  # a placeholder
-        # An edit keeps the answer in one message: worth a short wait, and a long one for a
-        # tail too short to read well as a message of its own.
-        short = len(cut.head.strip()) < MIN_TAIL
-        if await self._r.pace("chat.update", max_wait=TAIL_EDIT_WAIT if short else EDIT_WAIT):
-            return "chat.update"
-        # Then whichever budget has a slot soon. The channel's posts go first to answers
-        # that show nothing yet: while any are waiting, this one, which shows its first
-        # part, asks only for an edit, turn by turn, for YIELD_MAX at most.
-        yield_until = time.monotonic() + YIELD_MAX
-        while True:
-            choices = [("chat.update", "")]
-            yielding = self._r.unshown[self._place.channel] and time.monotonic() < yield_until
-            if not yielding:
-                choices.append(("chat.postMessage", self._place.channel))
-            method = await self._r.budget.take_first(
-                choices, max_wait=TURN_WAIT if yielding else None
-            )
-            if method is not None:
-                return method
-            await asyncio.sleep(TURN_WAIT)
-
-    def _take(self, sent: str) -> Cut:
-        """What to send now: all that fits in the message, or, for the first message of an
-        answer still coming, up to where it reads well."""
-        pending = self._pending
-        head, rest = fit(sent, pending, self._r.limit_bytes)
-        full = rest is not None
-        if not full and not self._done and not self._messages:
-            # Waited long enough for a readable head: at least end on a word.
-            keep = _readable_head(head) or max(head.rfind(" "), head.rfind("\n")) + 1 or len(head)
-            head, rest = head[:keep], head[keep:] or None
-        return Cut(head, rest, len(pending), full, self._done and rest is None)
-
-    def _sent_now(self, cut: Cut, closing: list[blocks.Block]) -> None:
-        self._sent += cut.head
-        # Text written while the call was on its way stays pending behind the cut's rest.
-        self._pending = (cut.rest or "") + self._pending[cut.taken :]
-        self._closing_shown = bool(closing)
-        self._last_send = time.monotonic()
-        if cut.full:
-            self._end_behind()
-
-    def _stream_failed(self, exc: SlackError) -> None:
-        """A stream that takes no more text keeps what it shows; the text goes on below."""
-        log.warning("native stream ended early (%s); continuing in a new message", exc.code)
-        if exc.code not in STREAM_GONE and self._ts is not None:
-            self._behind.append(functools.partial(self._freeze, self._ts, self._sent))
-        self._reset()
-
-    def _end_behind(self) -> None:
-        """Leave the current message as it is and go on in a new one; a native stream is
-        stopped once the continuation is up, so no workspace-wide call comes first."""
-        if self._native and self._ts is not None:
-            self._behind.append(functools.partial(self._stop_stream, self._ts))
-        self._reset()
-
-    def _start_behind(self) -> None:
-        for cleanup in self._behind:
-            self._cleanups.append(asyncio.create_task(cleanup()))
-        self._behind.clear()
-
-    def _stream_too_old(self) -> bool:
-        return time.monotonic() - self._opened > self._r.stream_max_age
-
-    async def _close_message(self) -> None:
-        """The end of the answer: close a stream still open, and add the closing blocks
-        if no call has carried them yet."""
-        if self._ts is None:
-            return
-        if self._native:
-            await self._stop_with_rest()
-        elif self._closing and not self._closing_shown:
-            await self._r.pace("chat.update")
-            try:
-                await self._update(self._sent, extra=self._closing)
-            except SlackError as exc:
-                log.warning("could not add the footer (%s)", exc.code)
-        self._reset()
-
-    async def _stop_stream(self, ts: str) -> None:
-        if not await self._r.pace("chat.stopStream", max_wait=CLEANUP_WAIT):
-            log.info("left a stream for Slack to close: no chat.stopStream slot")
-            return
-        try:
-            async with slack_errors("chat.stopStream"):
-                await self._client.chat_stopStream(channel=self._place.channel, ts=ts)
-        except SlackError as exc:
-            log.warning("could not stop a stream (%s)", exc.code)
-
-    async def _freeze(self, ts: str, text: str) -> None:
-        """Make a message show exactly the text it was confirmed to hold (a failed append
-        may or may not have landed); an empty stream is stopped instead, so no blank
-        "typing" message stays above the continuation."""
-        if not text:
-            await self._stop_stream(ts)
-            return
-        if not await self._r.pace("chat.update", max_wait=CLEANUP_WAIT):
-            log.warning("could not freeze a message: no chat.update slot")
-            return
-        try:
-            async with slack_errors("chat.update"):
-                await self._client.chat_update(
-                    channel=self._place.channel, ts=ts, blocks=[blocks.markdown(text)],
-                    text=clip(text),
-                )  # fmt: skip
-        except SlackError as exc:
-            log.warning("could not freeze a message (%s)", exc.code)
-
-    def _reset(self) -> None:
-        # A cut by ``fit`` closes the code block it is in; any other leaves it open.
-        fence = open_fence(self._sent) if self._sent else None
-        self._reopen = fence or self._reopen
-        self._ts = None
-        self._sent = ""
-        self._closing_shown = False
-        self._native = False
-
-    async def _start_stream(self) -> bool:
-        place = self._place
-        if not await self._r.pace("chat.startStream", max_wait=self._r.start_wait):
-            self._busy = True
-            return False
-        try:
-            async with slack_errors("chat.startStream"):
-                response = await self._client.chat_startStream(
-                    channel=place.channel,
-                    thread_ts=place.thread_ts,
-                    recipient_user_id=None if place.is_dm else place.user,
-                    recipient_team_id=None if place.is_dm else place.team,
-                )
-        except SlackError as exc:
-            log.info(
-                "native streaming refused in %s (%s); editing messages", place.channel, exc.code
-            )
-            if exc.code in PERMANENT_REFUSALS:
-                self._r.no_stream_channels.add(place.channel)
-            self._native = False
-            return False
-        self._ts = str(response["ts"])
-        self._messages += 1
-        self._opened = time.monotonic()
-        return True
-
-    async def _post(self, message_blocks: list[blocks.Block], text: str) -> str:
-        """Post in the thread; the caller has reserved the channel's slot."""
-        async with slack_errors("chat.postMessage"):
-            response = await self._client.chat_postMessage(
-                channel=self._place.channel,
-                thread_ts=self._place.thread_ts,
-                blocks=message_blocks,
-                text=text,
-            )
-        return str(response["ts"])
-
-    async def _update(self, text: str, *, extra: list[blocks.Block] | None = None) -> None:
-        """Edit the current message; the caller has reserved the chat.update slot."""
-        async with slack_errors("chat.update"):
-            await self._client.chat_update(
-                channel=self._place.channel,
-                ts=self._ts or "",
-                blocks=[blocks.markdown(text), *(extra or [])],
-                text=clip(text),
-            )
-
-    async def _set_status(self, status: str) -> None:
-        # Only assistant threads accept a status; elsewhere the streaming message shows it.
-        try:
-            async with slack_errors("assistant.threads.setStatus"):
-                await self._client.assistant_threads_setStatus(
-                    channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=status
-                )
-        except SlackError as exc:
-            log.debug("no thread status here (%s)", exc.code)
-
-
-@dataclass(frozen=True)
-class Cut:
-    """What one call sends: ``head``, with ``rest`` still pending behind it, out of the
-    ``taken`` characters that were pending; ``full``: the message can take no more;
-    ``last``: the head ends the answer."""
-
-    head: str
-    rest: str | None
-    taken: int
-    full: bool
-    last: bool
-
-
-def _readable_head(text: str) -> int:
-    """How much of ``text`` reads well as a first message on its own: up to its last line
-    break, or to its last word, once that makes two words and ``MIN_HEAD`` characters (no
-    one-word messages) and closes any code block it opens; 0 when not yet."""
-    for end in (text.rfind("\n") + 1, text.rfind(" ") + 1):
-        head = text[:end]
-        if len(head) >= MIN_HEAD and len(head.split()) >= 2 and open_fence(head) is None:
-            return end
-    return 0
