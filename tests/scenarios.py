@@ -101,6 +101,24 @@ async def wait_answer(slack: FakeSlack, channel: str, thread_ts: str, text: str)
     await slack.wait_for(lambda s: answer_in(s, channel, thread_ts) == text, timeout=10)
 
 
+async def wait_answers(
+    slack: FakeSlack,
+    answers: dict[str, str],
+    *,
+    channels: dict[str, str] | None = None,
+    timeout: float = 20.0,  # noqa: ASYNC109
+) -> None:
+    """Every thread of ``answers`` (thread ts → text; in ``channels[ts]``, else CHANNEL)
+    shows a whole answer. The fake model answers concurrent questions in arrival order, so
+    the texts are matched as a set."""
+    where = channels or {}
+    expected = sorted(answers.values())
+    await slack.wait_for(
+        lambda s: sorted(answer_in(s, where.get(ts, CHANNEL), ts) for ts in answers) == expected,
+        timeout=timeout,
+    )
+
+
 # -- App Home ------------------------------------------------------------------------------
 
 

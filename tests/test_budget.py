@@ -6,7 +6,7 @@ import asyncio
 
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest, serve, settings_for
-from tests.scenarios import CHANNEL, answer_in, mention, wait_answer
+from tests.scenarios import CHANNEL, answer_in, mention, wait_answer, wait_answers
 
 SLACK_TIERS = {
     "chat.startStream": (20, 4),
@@ -27,11 +27,7 @@ async def test_concurrent_answers_share_the_budget_without_429s(
         inference.reply_text(text, pieces=40, delay=0.02)
     await asyncio.gather(*(bot.event(mention("busy?", ts)) for ts in answers))
     # Slack's tiers allow under one chat.update a second per workspace: this takes a while.
-    # The fake model answers requests in arrival order, so match answers as a set.
-    expected = sorted(answers.values())
-    await slack.wait_for(
-        lambda s: sorted(answer_in(s, CHANNEL, ts) for ts in answers) == expected, timeout=30
-    )
+    await wait_answers(slack, answers, timeout=30)
     assert slack.rate_limited == {}
     # Answers that found no chat.startStream slot posted their first text, not a placeholder
     # whose first edit would wait behind every other answer's chat.update.

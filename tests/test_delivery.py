@@ -22,7 +22,15 @@ from bot.state import keys
 from bot.state.budget import BudgetStore
 from tests.fakes import FakeInference, FakeSlack
 from tests.rig import BotUnderTest
-from tests.scenarios import CHANNEL, answer_in, mention, wait_answer, wait_settled, wait_until
+from tests.scenarios import (
+    CHANNEL,
+    answer_in,
+    mention,
+    wait_answer,
+    wait_answers,
+    wait_settled,
+    wait_until,
+)
 
 TEAM = "T0TEAM"
 QUIET = "C0QUIET"
@@ -165,10 +173,7 @@ async def test_short_answers_crowding_one_channel_each_take_one_post(
     for text in answers.values():
         inference.reply_text(text, pieces=12, delay=0.01)
     await asyncio.gather(*(bot.event(mention("one-liner?", ts)) for ts in answers))
-    expected = sorted(answers.values())
-    await slack.wait_for(
-        lambda s: sorted(answer_in(s, CHANNEL, ts) for ts in answers) == expected, timeout=15
-    )
+    await wait_answers(slack, answers, timeout=15)
     assert [len(slack.messages(CHANNEL, ts)) for ts in answers] == [1] * 5
     assert slack.count("chat.update") == 0
 
@@ -202,10 +207,7 @@ async def test_answers_written_at_once_share_the_edits_between_them(
     for text in answers.values():
         inference.reply_text(text, pieces=40, delay=0.03)
     await asyncio.gather(*(bot.event(mention("edit me", ts)) for ts in answers))
-    expected = sorted(answers.values())
-    await slack.wait_for(
-        lambda s: sorted(answer_in(s, CHANNEL, ts) for ts in answers) == expected, timeout=20
-    )
+    await wait_answers(slack, answers)
     thread_of = {m.ts: m.thread_ts for m in slack.messages(CHANNEL)}
     texts = slack.calls_to("chat.update") + slack.calls_to("chat.postMessage")
     per_thread = Counter(
